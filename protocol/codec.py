@@ -1,0 +1,134 @@
+"""Canonical JSON encoding and body compression for batches and acks."""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import json
+import zlib
+from typing import Any
+
+from marshmallow import Schema, ValidationError
+
+from ._schemas import AckSchema, BatchSchema
+from .constants import CONTENT_ENCODINGS, MAX_INFLATED_BYTES, PROTOCOL_MAJOR
+from .errors import ProtocolError, UnsupportedVersion
+from .model import Ack, Batch
+
+_BATCH = BatchSchema()
+_ACK = AckSchema()
+
+
+def canonical_json(value: Any) -> bytes:
+    """Encode ``value`` as canonical JSON: sorted keys, no spaces, UTF-8, no NaN."""
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode()
+
+
+def to_wire(message: Batch | Ack) -> dict[str, Any]:
+    """The plain-dict wire form of a message (``None`` members left out of results)."""
+    return _prune(dataclasses.asdict(message))
+
+
+def encode_batch(batch: Batch) -> bytes:
+    """Canonical JSON bytes of a batch."""
+    return canonical_json(to_wire(batch))
+
+
+def encode_ack(ack: Ack) -> bytes:
+    """Canonical JSON bytes of an ack."""
+    return canonical_json(to_wire(ack))
+
+
+def decode_batch(data: bytes) -> Batch:
+    """Decode JSON bytes into a Batch; raise ProtocolError or UnsupportedVersion."""
+    raw = _parse(data)
+    check_version(raw.get("protocol_version"))
+    return _load(_BATCH, raw, "batch")
+
+
+def decode_ack(data: bytes) -> Ack:
+    """Decode JSON bytes into an Ack; raise ProtocolError."""
+    return _load(_ACK, _parse(data), "ack")
+
+
+def check_version(version: object) -> None:
+    """Raise UnsupportedVersion unless ``version`` is "MAJOR.MINOR" with our major."""
+    if not isinstance(version, str):
+        raise ProtocolError("protocol_version missing", {"protocol_version": ["required"]})
+    major, _, minor = version.partition(".")
+    if not (major.isdigit() and minor.isdigit()):
+        raise ProtocolError(
+            f"protocol_version {version!r} is not MAJOR.MINOR",
+            {"protocol_version": ["not MAJOR.MINOR"]},
+        )
+    if int(major) != PROTOCOL_MAJOR:
+        raise UnsupportedVersion(
+            f"protocol {version} is not spoken here (major {PROTOCOL_MAJOR} is)"
+        )
+
+
+def compress(data: bytes, encoding: str = "gzip") -> bytes:
+    """Compress a body for the given Content-Encoding."""
+    _check_encoding(encoding)
+    return gzip.compress(data, compresslevel=6, mtime=0) if encoding == "gzip" else data
+
+
+def decompress(body: bytes, encoding: str | None, limit: int = MAX_INFLATED_BYTES) -> bytes:
+    """Inflate a body, refusing anything that would exceed ``limit`` bytes."""
+    encoding = (encoding or "identity").strip().lower()
+    _check_encoding(encoding)
+    if encoding == "identity":
+        data = body
+    else:
+        inflater = zlib.decompressobj(wbits=31)
+        try:
+            data = inflater.decompress(body, limit + 1)
+        except zlib.error as exc:
+            raise ProtocolError(f"body is not valid gzip: {exc}") from exc
+        if not inflater.eof and len(data) <= limit:
+            raise ProtocolError("gzip body is truncated")
+    if len(data) > limit:
+        raise ProtocolError(f"body inflates past {limit} bytes")
+    return data
+
+
+def _check_encoding(encoding: str) -> None:
+    if encoding not in CONTENT_ENCODINGS:
+        raise ProtocolError(
+            f"Content-Encoding {encoding!r} not supported (use one of {CONTENT_ENCODINGS})"
+        )
+
+
+def _parse(data: bytes) -> dict[str, Any]:
+    try:
+        raw = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProtocolError(f"body is not JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise ProtocolError("body nests too deeply") from exc
+    if not isinstance(raw, dict):
+        raise ProtocolError("body must be a JSON object")
+    return raw
+
+
+def _load(schema: Schema, raw: dict[str, Any], what: str) -> Any:
+    try:
+        return schema.load(raw)
+    except ValidationError as exc:
+        messages = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
+        raise ProtocolError(f"malformed {what}", messages) from exc
+
+
+def _prune(value: Any) -> Any:
+    """Drop ``None`` members of messages; an entry's ``fields`` keep their nulls."""
+    if isinstance(value, dict):
+        return {
+            k: (v if k == "fields" else _prune(v))
+            for k, v in value.items()
+            if v is not None or k == "fields"
+        }
+    if isinstance(value, list | tuple):
+        return [_prune(v) for v in value]
+    return value
