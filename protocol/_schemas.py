@@ -90,7 +90,7 @@ class ResultSchema(Schema):
     code = fields.String(load_default=None, allow_none=True)
     field = fields.String(load_default=None, allow_none=True)
     message = fields.String(load_default=None, allow_none=True)
-    original = fields.Nested(lambda: ResultSchema(), load_default=None, allow_none=True)
+    original = fields.Nested("ResultSchema", load_default=None, allow_none=True)
 
     @post_load
     def _make(self, data: dict[str, Any], **_: Any) -> Result:

@@ -6,7 +6,7 @@ import dataclasses
 import gzip
 import json
 import zlib
-from typing import Any
+from typing import Any, cast
 
 from marshmallow import Schema, ValidationError
 
@@ -28,7 +28,7 @@ def canonical_json(value: Any) -> bytes:
 
 def to_wire(message: Batch | Ack) -> dict[str, Any]:
     """The plain-dict wire form of a message (``None`` members left out of results)."""
-    return _prune(dataclasses.asdict(message))
+    return cast(dict[str, Any], _prune(dataclasses.asdict(message)))
 
 
 def encode_batch(batch: Batch) -> bytes:
@@ -45,12 +45,12 @@ def decode_batch(data: bytes) -> Batch:
     """Decode JSON bytes into a Batch; raise ProtocolError or UnsupportedVersion."""
     raw = _parse(data)
     check_version(raw.get("protocol_version"))
-    return _load(_BATCH, raw, "batch")
+    return cast(Batch, _load(_BATCH, raw, "batch"))
 
 
 def decode_ack(data: bytes) -> Ack:
     """Decode JSON bytes into an Ack; raise ProtocolError."""
-    return _load(_ACK, _parse(data), "ack")
+    return cast(Ack, _load(_ACK, _parse(data), "ack"))
 
 
 def check_version(version: object) -> None:

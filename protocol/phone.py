@@ -27,8 +27,6 @@ def normalize_cn_mobile(value: str, field: str | None = None) -> str:
     if any(ch.isdigit() for ch in rest):
         raise EntryInvalid("invalid_phone", field, f"has stray characters: {rest.strip()!r}")
     digits = _SEPARATORS.sub("", body)
-    if "+" in digits.lstrip("+") or digits.count("+") > 1:
-        raise EntryInvalid("invalid_phone", field, "has a '+' that is not a country prefix")
     digits = _strip_country(digits, field)
     if len(digits) != 11:
         raise EntryInvalid(

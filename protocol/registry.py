@@ -7,7 +7,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import EntryInvalid, UnsupportedVersion
-from .fieldtypes import Bool, Decimal, Email, Enum, FieldType, Int, Phone, Reference, String, Timestamp
+from .fieldtypes import (
+    Bool,
+    Decimal,
+    Email,
+    Enum,
+    FieldType,
+    Int,
+    Phone,
+    Reference,
+    String,
+    Timestamp,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,9 +81,7 @@ class Registry:
         try:
             return self._collections[name]
         except KeyError:
-            raise EntryInvalid(
-                "unknown_collection", None, f"no collection {name!r}"
-            ) from None
+            raise EntryInvalid("unknown_collection", None, f"no collection {name!r}") from None
 
     def __contains__(self, name: object) -> bool:
         return name in self._collections
