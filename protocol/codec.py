@@ -103,7 +103,7 @@ def _check_encoding(encoding: str) -> None:
 
 def _parse(data: bytes) -> dict[str, Any]:
     try:
-        raw = json.loads(data)
+        raw = json.loads(data, parse_constant=_refuse_constant)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ProtocolError(f"body is not JSON: {exc}") from exc
     except RecursionError as exc:
@@ -111,6 +111,10 @@ def _parse(data: bytes) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise ProtocolError("body must be a JSON object")
     return raw
+
+
+def _refuse_constant(name: str) -> None:
+    raise ProtocolError(f"{name} is not a JSON value")
 
 
 def _load(schema: Schema, raw: dict[str, Any], what: str) -> Any:

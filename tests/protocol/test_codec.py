@@ -96,6 +96,13 @@ def test_malformed_batches_name_the_field(mutate: object, where: str) -> None:
     assert where in info.value.errors
 
 
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_non_json_numbers_are_refused(constant: str) -> None:
+    data = encode_batch(batch()).replace(b'"Zhang"', constant.encode())
+    with pytest.raises(ProtocolError, match="not a JSON value"):
+        decode_batch(data)
+
+
 def test_seq_order_and_contiguous_transactions_are_enforced() -> None:
     with pytest.raises(ProtocolError, match="malformed"):
         decode_batch(encode_batch(batch(entry(2), entry(1))))

@@ -1,0 +1,116 @@
+"""The Flask app factory and the one error handler that answers every error in JSON."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Flask, Response, jsonify
+from werkzeug.exceptions import HTTPException
+
+from protocol import EntryInvalid, ProtocolError, UnsupportedVersion, crm_registry
+from protocol.constants import MAX_WIRE_BYTES
+
+from . import db
+from .errors import HttpError, Unavailable, first_line
+from .state import EXTENSION, ServerState
+from .views import sync
+
+#: Environment variable naming the database when the config does not.
+DATABASE_URL_ENV = "FIELDSYNC_DATABASE_URL"
+
+#: Machine codes for the HTTP errors werkzeug raises itself.
+_HTTP_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """Build the sync server.
+
+    Config keys: ``DATABASE_URL`` (else env FIELDSYNC_DATABASE_URL, else
+    ``sqlite:///<instance>/fieldsync.db``), ``AUTO_UPGRADE`` (migrate at start; default
+    on for SQLite only), ``REGISTRY`` (a protocol.Registry; default the CRM one),
+    ``MAX_CONTENT_LENGTH`` (default protocol.constants.MAX_WIRE_BYTES).
+    """
+    app = Flask("server_sync")
+    app.config.update(
+        DATABASE_URL=None, AUTO_UPGRADE=None, REGISTRY=None, MAX_CONTENT_LENGTH=MAX_WIRE_BYTES
+    )
+    app.config.update(config or {})
+    url = app.config["DATABASE_URL"] or os.environ.get(DATABASE_URL_ENV) or _default_url(app)
+    app.config["DATABASE_URL"] = url
+    engine = db.create_engine(url)
+    auto_upgrade = app.config["AUTO_UPGRADE"]
+    if auto_upgrade is None:
+        auto_upgrade = engine.dialect.name == "sqlite"
+    if auto_upgrade:
+        try:
+            db.upgrade(engine)
+        except BaseException:
+            engine.dispose()
+            raise
+    app.extensions[EXTENSION] = ServerState(engine, app.config["REGISTRY"] or crm_registry())
+    app.register_blueprint(sync)
+    app.register_error_handler(Exception, render_error)
+    return app
+
+
+def render_error(exc: Exception) -> Response:
+    """Every error as ``{"error": {"code", "message", "details"}}``; never an HTML page."""
+    if isinstance(exc, sa.exc.OperationalError | sa.exc.TimeoutError):
+        _log(exc)
+        exc = Unavailable(f"database unavailable: {first_line(exc)}")
+    status, code, message, details = _describe(exc)
+    response = jsonify(error={"code": code, "message": message, "details": details})
+    response.status_code = status
+    if isinstance(exc, HTTPException):  # keep e.g. the Allow header of a 405
+        for name, value in exc.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
+    if isinstance(exc, Unavailable):
+        response.headers["Retry-After"] = "1"
+    return response
+
+
+def _describe(exc: Exception) -> tuple[int, str, str, dict[str, Any]]:
+    if isinstance(exc, HttpError):
+        return exc.status, exc.code, exc.message, exc.details
+    if isinstance(exc, UnsupportedVersion):
+        return 426, "upgrade_required", str(exc), _jsonable(exc.errors)
+    if isinstance(exc, ProtocolError):
+        return 400, "malformed_batch", str(exc), _jsonable(exc.errors)
+    if isinstance(exc, EntryInvalid):
+        return 400, "invalid_entry", str(exc), {"code": exc.code, "field": exc.field}
+    if isinstance(exc, HTTPException):
+        status = exc.code or 500
+        code = _HTTP_CODES.get(status) or exc.name.lower().replace(" ", "_")
+        return status, code, exc.description or exc.name, {}
+    _log(exc)
+    return 500, "internal", "internal server error", {}
+
+
+def _log(exc: Exception) -> None:
+    from flask import current_app
+
+    current_app.logger.error("request failed", exc_info=exc)
+
+
+def _jsonable(value: Any) -> Any:
+    """Field-error dicts from marshmallow have int keys (list indexes); JSON wants strings."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _default_url(app: Flask) -> str:
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{Path(app.instance_path) / 'fieldsync.db'}"

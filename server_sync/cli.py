@@ -1,0 +1,138 @@
+"""``fieldsync-server``: serve, migrate the database, enrol and revoke devices."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+import sqlalchemy as sa
+from flask import Flask
+
+from protocol import FieldsyncError
+
+from . import db
+from .app import DATABASE_URL_ENV, create_app
+from .auth import Device, add_device, list_devices, revoke_device
+from .errors import first_line
+from .state import server_state
+
+_database_url = click.option(
+    "--database-url",
+    envvar=DATABASE_URL_ENV,
+    default=None,
+    help=f"SQLAlchemy URL [env {DATABASE_URL_ENV}; default: SQLite in the instance folder].",
+)
+
+
+@click.group()
+def main() -> None:
+    """The fieldsync sync server."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@_database_url
+def serve(host: str, port: int, database_url: str | None) -> None:
+    """Run the server (threaded werkzeug; use gunicorn 'server_sync.wsgi:app' in production)."""
+    from werkzeug.serving import run_simple
+
+    with _app(database_url) as app:
+        run_simple(host, port, app, threaded=True, use_reloader=False)
+
+
+@main.group("db")
+def db_group() -> None:
+    """Database schema."""
+
+
+@db_group.command("upgrade")
+@_database_url
+def db_upgrade(database_url: str | None) -> None:
+    """Migrate the database to the newest schema."""
+    with _app(database_url, auto_upgrade=False) as app:
+        engine = server_state(app).engine
+        db.upgrade(engine)
+        where = engine.url.render_as_string(hide_password=True)
+        click.echo(f"{where}: at revision {db.current_revision(engine)}")
+
+
+@main.group()
+def devices() -> None:
+    """Device enrolment."""
+
+
+@devices.command("add")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_database_url
+def devices_add(name: str, as_json: bool, database_url: str | None) -> None:
+    """Enrol a device and print its id and token (shown this once only)."""
+    with _app(database_url) as app, server_state(app).engine.begin() as conn:
+        device_id, token = add_device(conn, name)
+    if as_json:
+        click.echo(json.dumps({"device_id": device_id, "token": token}))
+    else:
+        click.echo(f"device_id: {device_id}\ntoken:     {token}")
+        click.echo("The token is not stored and cannot be shown again.", err=True)
+
+
+@devices.command("revoke")
+@click.argument("device_id")
+@_database_url
+def devices_revoke(device_id: str, database_url: str | None) -> None:
+    """Refuse a device from now on; its data stays."""
+    with _app(database_url) as app, server_state(app).engine.begin() as conn:
+        device = revoke_device(conn, device_id)
+    click.echo(f"revoked {device.device_id} ({device.name})")
+
+
+@devices.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_database_url
+def devices_list(as_json: bool, database_url: str | None) -> None:
+    """List enrolled devices."""
+    with _app(database_url) as app, server_state(app).engine.begin() as conn:
+        found = list_devices(conn)
+    if as_json:
+        click.echo(json.dumps([_device_json(d) for d in found]))
+        return
+    for d in found:
+        state = f"revoked {d.revoked_at:%Y-%m-%d %H:%M}" if d.revoked_at else "active"
+        click.echo(f"{d.device_id}  {d.created_at:%Y-%m-%d %H:%M}  {state:<24}  {d.name}")
+
+
+@contextmanager
+def _app(database_url: str | None, *, auto_upgrade: bool | None = None) -> Iterator[Flask]:
+    """An app for one command; errors become a one-line message and a non-zero exit."""
+    config: dict[str, Any] = {"AUTO_UPGRADE": auto_upgrade}
+    if database_url:
+        config["DATABASE_URL"] = database_url
+    app: Flask | None = None
+    try:
+        app = create_app(config)
+        yield app
+    except (FieldsyncError, sa.exc.SQLAlchemyError, ValueError, OSError) as exc:
+        message = first_line(exc)
+        if "no such table" in message or "does not exist" in message:
+            message += " (run `fieldsync-server db upgrade` first)"
+        raise click.ClickException(message) from exc
+    finally:
+        if app is not None:
+            server_state(app).engine.dispose()
+
+
+def _device_json(device: Device) -> dict[str, Any]:
+    return {
+        "device_id": device.device_id,
+        "name": device.name,
+        "created_at": device.created_at.isoformat(),
+        "revoked_at": device.revoked_at.isoformat() if device.revoked_at else None,
+    }
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""The server's tables as SQLAlchemy Core metadata (the migrations create them)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+#: Names every constraint, so Alembic can find them again in later migrations.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = sa.MetaData(naming_convention=NAMING)
+
+
+def ordered_text(length: int | None = None) -> sa.types.TypeEngine[str]:
+    """Text compared byte by byte: HLC stamps and values must sort alike on every database."""
+    # PostgreSQL compares text by the database's locale collation unless told
+    # otherwise; "C" is plain byte order, which is what SQLite does by default.
+    if length is None:
+        return sa.Text().with_variant(sa.Text(collation="C"), "postgresql")
+    return sa.String(length).with_variant(sa.String(length, collation="C"), "postgresql")
+
+
+_id = sa.String(64)
+_name = sa.String(128)
+_when = sa.DateTime(timezone=True)
+_pk_int = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+devices = sa.Table(
+    "devices",
+    metadata,
+    sa.Column("id", _id, primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", _when, nullable=False),
+    sa.Column("revoked_at", _when, nullable=True),
+)
+
+ops = sa.Table(
+    "ops",
+    metadata,
+    sa.Column("id", _pk_int, primary_key=True, autoincrement=True),
+    sa.Column("device_id", _id, sa.ForeignKey("devices.id"), nullable=False),
+    sa.Column("op_id", _id, nullable=False),
+    sa.Column("seq", sa.BigInteger(), nullable=False),
+    sa.Column("tx_id", _id, nullable=False),
+    sa.Column("batch_id", _id, nullable=False),
+    sa.Column("collection", _name, nullable=False),
+    sa.Column("record_id", _name, nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("hlc", ordered_text(64), nullable=False),
+    sa.Column("schema_version", sa.Integer(), nullable=False),
+    sa.Column("fields_json", sa.Text(), nullable=False),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("result_json", sa.Text(), nullable=False),
+    sa.Column("received_at", _when, nullable=False),
+    sa.UniqueConstraint("device_id", "op_id", name="uq_ops_device_id_op_id"),
+)
+
+record_fields = sa.Table(
+    "record_fields",
+    metadata,
+    sa.Column("collection", _name, primary_key=True),
+    sa.Column("record_id", _name, primary_key=True),
+    sa.Column("field", _name, primary_key=True),
+    sa.Column("value_json", ordered_text(), nullable=False),
+    sa.Column("hlc", ordered_text(64), nullable=False),
+)

@@ -1,0 +1,292 @@
+"""Idempotent batch apply: the op log answers replays, per-field LWW builds record state.
+
+Theory of operation. ``ops`` holds one row per (device_id, op_id) ever answered, with
+the verdict given; a replay is answered from it (``duplicate`` + the original
+verdict), so retries, restarts and several server processes all get one answer.
+A transaction's ops are inserted under a SAVEPOINT: if another process stored them
+first, the unique constraint fails, the savepoint rolls back and the group is
+answered from what that process stored. ``record_fields`` holds each field's current
+value and the HLC that wrote it; a write wins only with a greater (hlc, value) pair,
+so the state does not depend on the order entries arrive in. Field writes of the
+whole batch are done last, in key order, so concurrent writers lock rows alike.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from conflict import hlc
+from protocol import (
+    Ack,
+    Batch,
+    Entry,
+    EntryInvalid,
+    ProtocolError,
+    Registry,
+    Result,
+    UnsupportedVersion,
+    canonical_json,
+)
+
+from .errors import WrongDevice
+from .models import ops, record_fields
+
+#: The field a delete sets to true and an upsert or patch sets to false.
+DELETED = "__deleted__"
+
+_FieldKey = tuple[str, str, str]  # collection, record_id, field
+_FieldValue = tuple[str, str]  # hlc, value_json: compared as a pair, greater wins
+
+
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    digest: str
+    result: Result
+
+
+@dataclass(slots=True)
+class _Run:
+    """One apply_batch call: what it reads, and the field writes it gathers."""
+
+    conn: sa.Connection
+    batch: Batch
+    registry: Registry
+    received_at: datetime
+    stored: dict[str, _Stored]
+    writes: dict[_FieldKey, _FieldValue] = dataclasses.field(default_factory=dict)
+
+
+def apply_batch(
+    conn: sa.Connection,
+    device_id: str,
+    batch: Batch,
+    registry: Registry,
+    *,
+    now: datetime | None = None,
+) -> Ack:
+    """Apply ``batch`` from ``device_id`` in the caller's transaction; results in batch order.
+
+    Raises WrongDevice (batch sent as another device), ProtocolError (an entry the
+    wire schema could not catch) or UnsupportedVersion (a schema version not spoken
+    here); then nothing is written and the caller must roll back.
+    """
+    if batch.device_id != device_id:
+        raise WrongDevice(
+            "a device can only submit as itself",
+            {"device_id": batch.device_id, "authenticated_as": device_id},
+        )
+    _check_entries(batch.entries)
+    stored = _load_stored(conn, device_id, [e.op_id for e in batch.entries])
+    _check_versions(batch.entries, registry, stored)
+    run = _Run(conn, batch, registry, now or datetime.now(UTC), stored)
+    answers: dict[str, Result] = {}
+    for group in _groups(batch.entries):
+        answers.update(_apply_group(run, group))
+    _write_fields(conn, run.writes)
+    return Ack(batch.batch_id, tuple(answers[e.op_id] for e in batch.entries))
+
+
+def get_record(conn: sa.Connection, collection: str, record_id: str) -> dict[str, Any] | None:
+    """A record's current field values, or None if it is absent or deleted."""
+    rows = conn.execute(
+        sa.select(record_fields.c.field, record_fields.c.value_json).where(
+            record_fields.c.collection == collection, record_fields.c.record_id == record_id
+        )
+    )
+    values = {field: json.loads(value) for field, value in rows}
+    if not values or values.pop(DELETED, False):
+        return None
+    return values
+
+
+def _apply_group(run: _Run, group: Sequence[Entry]) -> dict[str, Result]:
+    """Answer one transaction's entries: replays from the log, new ones all-or-nothing."""
+    stored = run.stored
+    answers = {e.op_id: _replay(e, stored[e.op_id]) for e in group if e.op_id in stored}
+    new = [e for e in group if e.op_id not in stored]
+    if not new:
+        return answers
+    # A transaction with a rejected entry applies nothing more, even if the device
+    # split it across batches.
+    blocker = next((e.op_id for e in group if _rejected(answers.get(e.op_id))), None)
+    verdicts, values = _judge(new, run.registry, blocker)
+    rows = [_op_row(run, e, verdicts[e.op_id]) for e in new]
+    try:
+        with run.conn.begin_nested():
+            run.conn.execute(ops.insert(), rows)
+    except sa.exc.IntegrityError:
+        # Another process stored some of these ops after we looked: answer from its rows.
+        raced = _load_stored(run.conn, run.batch.device_id, [e.op_id for e in new])
+        if not raced:
+            raise
+        stored.update(raced)
+        return _apply_group(run, group)
+    answers.update(verdicts)
+    for entry in new:
+        if entry.op_id in values:
+            _collect_writes(entry, values[entry.op_id], run.writes)
+    return answers
+
+
+def _judge(
+    entries: Sequence[Entry], registry: Registry, blocker: str | None
+) -> tuple[dict[str, Result], dict[str, dict[str, Any]]]:
+    """Verdicts for a transaction's new entries, and normalised fields if all pass."""
+    verdicts: dict[str, Result] = {}
+    values: dict[str, dict[str, Any]] = {}
+    for entry in entries:
+        try:
+            values[entry.op_id] = registry.validate(entry.collection, entry.kind, entry.fields)
+        except EntryInvalid as exc:
+            verdicts[entry.op_id] = Result(
+                entry.op_id, "rejected", exc.code, exc.field, exc.message
+            )
+    blocker = blocker or next(iter(verdicts), None)
+    if blocker is not None:
+        for entry in entries:
+            verdicts.setdefault(
+                entry.op_id,
+                Result(
+                    entry.op_id,
+                    "rejected",
+                    "tx_rejected",
+                    None,
+                    f"not applied: entry {blocker} of the same transaction "
+                    f"{entry.tx_id} was rejected",
+                ),
+            )
+        return verdicts, {}
+    return {e.op_id: Result(e.op_id, "applied") for e in entries}, values
+
+
+def _replay(entry: Entry, prior: _Stored) -> Result:
+    if prior.digest == _digest(entry):
+        return Result(entry.op_id, "duplicate", original=prior.result)
+    return Result(
+        entry.op_id,
+        "rejected",
+        "op_id_reused",
+        "op_id",
+        "this op_id was already used for a different entry; a changed entry needs a new op_id",
+    )
+
+
+def _rejected(result: Result | None) -> bool:
+    return result is not None and result.outcome.status == "rejected"
+
+
+def _collect_writes(
+    entry: Entry, values: dict[str, Any], writes: dict[_FieldKey, _FieldValue]
+) -> None:
+    """Add an applied entry's field writes, keeping the greatest (hlc, value) per field."""
+    values = {DELETED: True} if entry.kind == "delete" else {**values, DELETED: False}
+    for field, value in values.items():
+        key = (entry.collection, entry.record_id, field)
+        candidate = (entry.hlc, canonical_json(value).decode())
+        if key not in writes or writes[key] < candidate:
+            writes[key] = candidate
+
+
+def _write_fields(conn: sa.Connection, writes: dict[_FieldKey, _FieldValue]) -> None:
+    """Upsert field values; an existing value survives unless ours has a greater (hlc, value)."""
+    if not writes:
+        return
+    insert = (
+        postgresql.insert(record_fields)
+        if conn.dialect.name == "postgresql"
+        else sqlite.insert(record_fields)
+    )
+    current, incoming = record_fields.c, insert.excluded
+    stmt = insert.on_conflict_do_update(
+        index_elements=[current.collection, current.record_id, current.field],
+        set_={"value_json": incoming.value_json, "hlc": incoming.hlc},
+        where=sa.or_(
+            current.hlc < incoming.hlc,
+            sa.and_(current.hlc == incoming.hlc, current.value_json < incoming.value_json),
+        ),
+    )
+    rows = [
+        {"collection": c, "record_id": r, "field": f, "hlc": h, "value_json": v}
+        for (c, r, f), (h, v) in sorted(writes.items())
+    ]
+    conn.execute(stmt, rows)
+
+
+def _check_entries(entries: Iterable[Entry]) -> None:
+    """Refuse what the wire schema lets through: HLC stamps that do not parse."""
+    errors: dict[int, dict[str, list[str]]] = {}
+    for i, entry in enumerate(entries):
+        try:
+            hlc.parse(entry.hlc)
+        except ValueError:
+            errors.setdefault(i, {})["hlc"] = ["not a hybrid logical clock stamp"]
+    if errors:
+        raise ProtocolError("malformed batch", {"entries": errors})
+
+
+def _check_versions(
+    entries: Sequence[Entry], registry: Registry, stored: dict[str, _Stored]
+) -> None:
+    """Raise UnsupportedVersion if a new entry's schema version is not spoken here."""
+    for i, entry in enumerate(entries):
+        if entry.op_id in stored or entry.collection not in registry:
+            continue  # an unknown collection is rejected per entry, not per batch
+        try:
+            registry.check_version(entry.collection, entry.schema_version)
+        except UnsupportedVersion as exc:
+            raise UnsupportedVersion(
+                str(exc), {"entries": {i: {"schema_version": [str(exc)]}}}
+            ) from exc
+
+
+def _load_stored(conn: sa.Connection, device_id: str, op_ids: list[str]) -> dict[str, _Stored]:
+    rows = conn.execute(
+        sa.select(ops.c.op_id, ops.c.digest, ops.c.result_json).where(
+            ops.c.device_id == device_id, ops.c.op_id.in_(op_ids)
+        )
+    )
+    return {row.op_id: _Stored(row.digest, Result(**json.loads(row.result_json))) for row in rows}
+
+
+def _op_row(run: _Run, entry: Entry, verdict: Result) -> dict[str, Any]:
+    return {
+        "device_id": entry.device_id,
+        "op_id": entry.op_id,
+        "seq": entry.seq,
+        "tx_id": entry.tx_id,
+        "batch_id": run.batch.batch_id,
+        "collection": entry.collection,
+        "record_id": entry.record_id,
+        "kind": entry.kind,
+        "hlc": entry.hlc,
+        "schema_version": entry.schema_version,
+        "fields_json": canonical_json(entry.fields).decode(),
+        "digest": _digest(entry),
+        "status": verdict.status,
+        "result_json": canonical_json(_without_nones(verdict)).decode(),
+        "received_at": run.received_at,
+    }
+
+
+def _digest(entry: Entry) -> str:
+    """What makes two entries with one op_id the same entry."""
+    return hashlib.sha256(canonical_json(dataclasses.asdict(entry))).hexdigest()
+
+
+def _without_nones(result: Result) -> dict[str, Any]:
+    return {k: v for k, v in dataclasses.asdict(result).items() if v is not None}
+
+
+def _groups(entries: Sequence[Entry]) -> Iterator[list[Entry]]:
+    for _, group in itertools.groupby(entries, key=lambda e: e.tx_id):
+        yield list(group)

@@ -1,0 +1,27 @@
+"""What one app instance holds: its engine and its collection registry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from flask import Flask
+
+from protocol import Registry
+
+EXTENSION = "fieldsync"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerState:
+    """Per-app state, kept in ``app.extensions["fieldsync"]``."""
+
+    engine: sa.Engine
+    registry: Registry
+
+
+def server_state(app: Flask) -> ServerState:
+    """The state ``create_app`` stored on ``app``."""
+    state = app.extensions[EXTENSION]
+    assert isinstance(state, ServerState)
+    return state

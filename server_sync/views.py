@@ -1,0 +1,59 @@
+"""The sync blueprint: decode the request, call a service function, encode the answer."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from protocol import decode_batch, decompress, encode_ack
+from protocol.constants import CONTENT_ENCODINGS, MEDIA_TYPE
+
+from .auth import authenticate
+from .errors import Unavailable, UnsupportedMediaType, first_line
+from .service import apply_batch
+from .state import server_state
+
+sync = Blueprint("sync", __name__)
+
+
+@sync.post("/v1/batches")
+def post_batch() -> Response:
+    """Apply a device's batch; answer one result per entry."""
+    state = server_state(current_app)
+    with state.engine.begin() as conn:
+        device_id = authenticate(conn, request.headers.get("Authorization"))
+    _require_media_type()
+    body = decompress(request.get_data(cache=False), _content_encoding())
+    batch = decode_batch(body)
+    with state.engine.begin() as conn:
+        ack = apply_batch(conn, device_id, batch, state.registry)
+    return Response(encode_ack(ack), status=200, mimetype=MEDIA_TYPE)
+
+
+@sync.get("/healthz")
+def healthz() -> Response:
+    """200 if the database answers."""
+    try:
+        with server_state(current_app).engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+    except sa.exc.SQLAlchemyError as exc:
+        raise Unavailable(f"database unreachable: {first_line(exc)}") from exc
+    return jsonify(status="ok")
+
+
+def _require_media_type() -> None:
+    if request.mimetype != MEDIA_TYPE:
+        raise UnsupportedMediaType(
+            f"Content-Type must be {MEDIA_TYPE}",
+            {"content_type": request.content_type or ""},
+        )
+
+
+def _content_encoding() -> str:
+    encoding = (request.headers.get("Content-Encoding") or "identity").strip().lower()
+    if encoding not in CONTENT_ENCODINGS:
+        raise UnsupportedMediaType(
+            f"Content-Encoding {encoding!r} not supported (use one of {CONTENT_ENCODINGS})",
+            {"content_encoding": encoding, "accepted": list(CONTENT_ENCODINGS)},
+        )
+    return encoding

@@ -1,0 +1,225 @@
+"""Fixtures for the server tests: an app on a real SQLite file, a device, wire helpers."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
+
+from conflict import Hlc
+from protocol import PROTOCOL_VERSION, Ack, Batch, Entry, compress, decode_ack, encode_batch
+from server_sync import add_device, create_app, create_engine, upgrade
+from server_sync.state import server_state
+
+TABLES = ("devices", "ops", "record_fields")
+
+
+def stamp(counter: int, node: str = "n1", wall_ms: int = 1_700_000_000_000) -> str:
+    """The string form of an HLC stamp."""
+    return str(Hlc(wall_ms, counter, node))
+
+
+@dataclass
+class Wire:
+    """Builds one device's entries and batches and posts them to the app."""
+
+    client: FlaskClient
+    device_id: str
+    token: str
+    sent: int = field(default=0)
+
+    def entry(self, seq: int, tx: str = "t1", **over: Any) -> Entry:
+        """An upsert of customers/c1 unless told otherwise."""
+        values: dict[str, Any] = {
+            "op_id": f"op-{seq}",
+            "device_id": self.device_id,
+            "seq": seq,
+            "tx_id": tx,
+            "hlc": stamp(seq),
+            "collection": "customers",
+            "record_id": "c1",
+            "kind": "upsert",
+            "fields": {"name": "Zhang Wei", "phone": "+86 138 0013 8000"},
+            "schema_version": 1,
+        }
+        values.update(over)
+        return Entry(**values)
+
+    def batch(self, *entries: Entry, version: str = PROTOCOL_VERSION) -> Batch:
+        """A batch of ``entries`` with a fresh batch id."""
+        self.sent += 1
+        return Batch(version, f"b-{self.sent}", self.device_id, entries)
+
+    def post(
+        self,
+        body: Batch | bytes,
+        *,
+        token: str | None = None,
+        encoding: str = "gzip",
+        headers: Mapping[str, str] | None = None,
+    ) -> TestResponse:
+        """POST /v1/batches; a Batch is encoded and compressed, bytes are sent as they are."""
+        data = compress(encode_batch(body), encoding) if isinstance(body, Batch) else body
+        sent = {
+            "Authorization": f"Bearer {self.token if token is None else token}",
+            "Content-Type": "application/json",
+            "Content-Encoding": encoding,
+            **(headers or {}),
+        }
+        return self.client.post("/v1/batches", data=data, headers=sent)
+
+    def ack(self, batch: Batch) -> Ack:
+        """POST a batch that must be answered 200, and decode the ack."""
+        response = self.post(batch)
+        assert response.status_code == 200, response.get_data(as_text=True)
+        assert response.mimetype == "application/json"
+        return decode_ack(response.get_data())
+
+
+def rows(engine: sa.Engine) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of the server's tables, sorted: compare before/after to prove no write."""
+    with engine.connect() as conn:
+        return {
+            t: sorted(tuple(r) for r in conn.execute(sa.text(f"SELECT * FROM {t}"))) for t in TABLES
+        }
+
+
+def error_of(response: TestResponse | httpx.Response) -> dict[str, Any]:
+    """The ``error`` member of a JSON error answer."""
+    body = response.json
+    body = body() if callable(body) else body
+    assert isinstance(body, dict) and set(body) == {"error"}, body
+    error = body["error"]
+    assert set(error) == {"code", "message", "details"}, error
+    assert isinstance(error["message"], str) and error["message"]
+    return dict(error)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A fresh SQLite file URL."""
+    return f"sqlite:///{tmp_path / 'server.db'}"
+
+
+@pytest.fixture
+def app(sqlite_url: str) -> Iterator[Flask]:
+    """The real app on a SQLite file in tmp_path (migrated at creation)."""
+    app = create_app({"DATABASE_URL": sqlite_url, "TESTING": True})
+    yield app
+    server_state(app).engine.dispose()
+
+
+@pytest.fixture
+def engine(app: Flask) -> sa.Engine:
+    """The app's engine."""
+    return server_state(app).engine
+
+
+@pytest.fixture
+def wire(app: Flask, engine: sa.Engine) -> Wire:
+    """A freshly enrolled device talking to ``app`` through the test client."""
+    with engine.begin() as conn:
+        device_id, token = add_device(conn, "rep phone")
+    return Wire(app.test_client(), device_id, token)
+
+
+# --- PostgreSQL and real processes ---------------------------------------------------
+
+
+@pytest.fixture
+def pg_schema_url(pg_url: str) -> Iterator[str]:
+    """A URL whose connections use a fresh, migrated PostgreSQL schema of their own."""
+    schema = f"fs_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    url = sa.make_url(pg_url).update_query_dict({"options": f"-csearch_path={schema}"})
+    text = url.render_as_string(hide_password=False)
+    migrated = create_engine(text)
+    try:
+        upgrade(migrated)
+        migrated.dispose()
+        yield text
+    finally:
+        migrated.dispose()
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.dispose()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class ServerProcess:
+    """A server running in a child process on 127.0.0.1."""
+
+    process: subprocess.Popen[bytes]
+    base_url: str
+    log: Path
+
+
+@pytest.fixture
+def spawn(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+    """Start server processes that are always stopped at the end of the test."""
+    started: list[ServerProcess] = []
+
+    def start(argv: list[str], env: Mapping[str, str], port: int) -> ServerProcess:
+        log = tmp_path / f"server-{port}.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **env},
+                cwd=tmp_path,
+            )
+        server = ServerProcess(process, f"http://127.0.0.1:{port}", log)
+        started.append(server)
+        _wait_healthy(server)
+        return server
+
+    yield start
+    for server in started:
+        server.process.terminate()
+    for server in started:
+        try:
+            server.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait(timeout=10)
+
+
+def _wait_healthy(server: ServerProcess, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            break
+        try:
+            if httpx.get(f"{server.base_url}/healthz", timeout=1.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"server did not get healthy:\n{server.log.read_text()}")
+
+
+PYTHON = sys.executable
