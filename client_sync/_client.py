@@ -1,0 +1,394 @@
+"""SyncClient: record into the outbox, drain it through the channels, manage the data box."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from protocol.constants import MAX_NAME_LENGTH
+from protocol.errors import ClientError, EntryInvalid, FieldsyncError
+from protocol.model import KINDS, Ack, Batch, Kind
+from protocol.registry import Registry, crm_registry
+
+from ._channels import Channel, ChannelSet
+from ._outbox import Applied, Outbox, OutboxConfig, OutboxEntry, ParkedEntry, Tx
+from ._retry import Backoff, RetryPolicy
+from ._states import State, check
+from .errors import AckMismatch, OutboxError, SyncStopped, TransportError
+
+#: meta key holding why syncing last stopped, for tools such as ``fieldsync status``.
+STOPPED_KEY = "sync_stopped"
+
+
+@dataclass(frozen=True, slots=True)
+class SyncReport:
+    """What one drain pass did: batches acked, entries in them by verdict, what is left."""
+
+    batches: int = 0
+    sent: int = 0
+    applied: int = 0
+    duplicate: int = 0
+    parked: int = 0
+    remaining: int = 0
+    last_error: ClientError | None = None
+    conflict: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SyncStatus:
+    """The sync state an app shows: why it stopped, the last error, the channel in use."""
+
+    stopped: str | None
+    last_error: str | None
+    channel: str
+    failures: int
+    running: bool
+
+
+class _Halted(Exception):
+    """Internal: stop() or close() asked the drain to end; never escapes the client."""
+
+
+class SyncClient:
+    """An app's handle on its outbox and sync loop; thread-safe; use as a context manager.
+
+    ``record`` and ``transaction`` may be called from any thread while the background
+    loop (``start``/``stop``) or ``sync_now`` drains. Transactions do not nest: opening
+    one inside another on the same thread raises OutboxError. ``sleep=None`` (default)
+    waits on an internal event, so ``stop()``/``close()`` cut a retry wait short; an
+    injected ``sleep`` is called as is (tests record it). The client owns its channels
+    and closes them on ``close()``.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        key: bytes | str,
+        *,
+        device_id: str,
+        channels: Sequence[Channel],
+        registry: Registry | None = None,
+        retry: RetryPolicy | None = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], object] | None = None,
+        rng: random.Random | None = None,
+        config: OutboxConfig | None = None,
+    ) -> None:
+        self._channels = ChannelSet(channels)
+        self._registry = registry if registry is not None else crm_registry()
+        self._halt = threading.Event()
+        self._wake = threading.Event()
+        self._sleep: Callable[[float], object] = sleep if sleep is not None else self._halt.wait
+        self._backoff = Backoff(retry or RetryPolicy(), self._channels, rng or random.Random())
+        self._outbox = Outbox(path, key, device_id=device_id, clock=clock, config=config)
+        self._sync_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._crash: BaseException | None = None
+        self._stopped: SyncStopped | None = None
+        self._last_error: FieldsyncError | None = None
+        self._closed = False
+
+    @property
+    def device_id(self) -> str:
+        """The device this outbox belongs to."""
+        return self._outbox.device_id
+
+    @property
+    def path(self) -> str:
+        """The outbox file."""
+        return self._outbox.path
+
+    def __enter__(self) -> SyncClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the loop, end any drain, close the outbox and the channels."""
+        if self._closed:
+            return
+        try:
+            self.stop()
+        finally:
+            self._halt.set()
+            with self._sync_lock:
+                self._closed = True
+                self._outbox.close()
+                self._channels.close()
+
+    # -- recording ------------------------------------------------------------------
+
+    def record(
+        self,
+        collection: str,
+        record_id: str,
+        fields: Mapping[str, Any],
+        kind: Kind = "upsert",
+    ) -> str:
+        """Validate, stamp and durably store one change; return its op_id.
+
+        Raises EntryInvalid before anything is written. Inside ``transaction()`` the
+        change joins that transaction and is durable when the block exits.
+        """
+        self._check_open()
+        normalized, version = self._validate(collection, record_id, fields, kind)
+
+        def add(tx: Tx) -> str:
+            return self._outbox.append(
+                tx,
+                collection=collection,
+                record_id=record_id,
+                kind=kind,
+                fields=normalized,
+                schema_version=version,
+            )
+
+        tx = self._outbox.current()
+        if tx is not None:
+            return add(tx)
+        with self._outbox.transaction() as tx:
+            op_id = add(tx)
+        self._wake.set()
+        return op_id
+
+    @contextmanager
+    def transaction(self) -> Iterator[str]:
+        """Group records into one local transaction (one tx_id); yields the tx_id.
+
+        An exception inside rolls every record of the block back (no seq is used up).
+        """
+        self._check_open()
+        with self._outbox.transaction() as tx:
+            yield tx.tx_id
+        self._wake.set()
+
+    # -- syncing ------------------------------------------------------------------
+
+    def sync_now(self) -> SyncReport:
+        """Drain the outbox once, batch by batch, retrying per the policy."""
+        self._check_open()
+        with self._sync_lock:
+            return self._drain()
+
+    def start(self, interval: float = 30.0) -> None:
+        """Run the drain in a background thread: at once, on ``record``, every ``interval`` s."""
+        self._check_open()
+        if self._thread is not None:
+            raise RuntimeError("the sync loop is already running")
+        self._halt.clear()
+        self._wake.set()
+        self._thread = threading.Thread(
+            target=self._loop, args=(interval,), name=f"fieldsync-sync-{self.device_id}"
+        )
+        self._thread.start()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop the background loop and join it; re-raise what crashed it, if anything."""
+        thread = self._thread
+        if thread is None:
+            return
+        self._halt.set()
+        self._wake.set()
+        thread.join(timeout)
+        if thread.is_alive():
+            raise RuntimeError(f"sync thread did not stop within {timeout} s")
+        self._thread = None
+        self._halt.clear()
+        crash, self._crash = self._crash, None
+        if crash is not None:
+            raise crash
+
+    def wake(self) -> None:
+        """Ask the background loop for a pass now (e.g. when the network comes back)."""
+        self._wake.set()
+
+    def status(self) -> SyncStatus:
+        """Why syncing stopped (if it did), the last error, the channel in use."""
+        stopped = self._stopped
+        last = self._last_error
+        return SyncStatus(
+            stopped=_describe(stopped) if stopped else None,
+            last_error=str(last) if last else None,
+            channel=self._channels.current.name,
+            failures=self._backoff.failures,
+            running=self._thread is not None and self._thread.is_alive(),
+        )
+
+    # -- the offline data box -------------------------------------------------------
+
+    def stats(self) -> dict[str, int]:
+        """Entry counts by state (every state present)."""
+        self._check_open()
+        return self._outbox.stats()
+
+    def parked(self) -> list[ParkedEntry]:
+        """Every parked entry, oldest first, with the server's code/field/message."""
+        self._check_open()
+        found: list[ParkedEntry] = []
+        after = 0
+        while page := self._outbox.entries(state=State.PARKED, after_seq=after):
+            found.extend(page)
+            after = page[-1].seq
+        return found
+
+    def entry(self, op_id: str) -> OutboxEntry:
+        """The outbox entry with this op_id (raises UnknownEntry)."""
+        self._check_open()
+        return self._outbox.entry(op_id)
+
+    def entries(
+        self, *, state: State | str | None = None, after_seq: int = 0, limit: int = 1000
+    ) -> list[OutboxEntry]:
+        """A page of outbox entries with seq > ``after_seq``, oldest first."""
+        self._check_open()
+        return self._outbox.entries(state=state, after_seq=after_seq, limit=limit)
+
+    def resubmit(self, op_id: str, fields: Mapping[str, Any] | None = None) -> str:
+        """Send a parked entry again, with fixed ``fields`` (None: unchanged); new op_id.
+
+        Parked entries of the same original transaction go with it as one new
+        transaction. Raises EntryInvalid (nothing written) if ``fields`` are invalid.
+        """
+        self._check_open()
+        current = self._outbox.entry(op_id)
+        check(current.state, State.RESUBMITTED, op_id=op_id)
+        values = current.fields if fields is None else fields
+        normalized, version = self._validate(
+            current.collection, current.record_id, values, current.kind
+        )
+        new_id = self._outbox.resubmit(op_id, normalized, version, reason="resubmitted")
+        self._wake.set()
+        return new_id
+
+    def discard(self, op_id: str, reason: str) -> None:
+        """Give up a parked entry for good; an audit row keeps it and the reason."""
+        self._check_open()
+        self._outbox.discard(op_id, reason)
+
+    def audit_log(self) -> list[dict[str, Any]]:
+        """Every discard and resubmit, oldest first."""
+        self._check_open()
+        return self._outbox.audit_log()
+
+    # -- internals ----------------------------------------------------------------
+
+    def _validate(
+        self, collection: str, record_id: str, fields: Mapping[str, Any], kind: str
+    ) -> tuple[dict[str, Any], int]:
+        if kind not in KINDS:
+            raise EntryInvalid("unknown_kind", None, f"kind {kind!r} is not one of {KINDS}")
+        if not isinstance(record_id, str) or not 0 < len(record_id) <= MAX_NAME_LENGTH:
+            raise EntryInvalid(
+                "invalid_record_id", None, f"record_id must be 1..{MAX_NAME_LENGTH} characters"
+            )
+        if not isinstance(fields, Mapping):
+            raise EntryInvalid("wrong_type", None, "fields must be a mapping")
+        normalized = self._registry.validate(collection, kind, fields)
+        return normalized, self._registry.get(collection).schema_version
+
+    def _drain(self) -> SyncReport:
+        batches = sent = applied = duplicate = conflict = parked = 0
+        error: ClientError | None = None
+        while True:
+            try:
+                done = self._backoff.run(self._attempt, sleep=self._sleep, halt=self._halt)
+            except TransportError as exc:
+                error = exc
+                self._last_error = exc
+                break
+            except SyncStopped as exc:
+                error = exc
+                self._last_error = exc
+                self._stopped = exc
+                self._outbox.set_meta(STOPPED_KEY, _describe(exc))
+                break
+            except _Halted:
+                break
+            if done is None:
+                break
+            batch, result = done
+            batches += 1
+            sent += len(batch.entries)
+            applied += result.applied
+            duplicate += result.duplicate
+            conflict += result.conflict
+            parked += result.parked
+        counts = self._outbox.stats()
+        return SyncReport(
+            batches=batches,
+            sent=sent,
+            applied=applied,
+            duplicate=duplicate,
+            parked=parked,
+            remaining=counts[State.PENDING] + counts[State.IN_FLIGHT],
+            last_error=error,
+            conflict=conflict,
+        )
+
+    def _attempt(self, channel: Channel) -> tuple[Batch, Applied] | None:
+        """One try: take a batch, send it on ``channel``, apply the ack."""
+        if self._halt.is_set():
+            raise _Halted
+        batch = self._outbox.take_batch(metered=channel.metered)
+        if batch is None:
+            return None
+        try:
+            ack = channel.send(batch)
+            _check_ack(batch, ack, channel.name)
+        except Exception as exc:
+            self._outbox.release(batch)
+            if isinstance(exc, FieldsyncError):
+                self._last_error = exc  # shown by status() while the retry waits
+            raise
+        result = self._outbox.apply(batch, ack)
+        self._backoff.succeeded()
+        self._last_error = None
+        if self._stopped is not None:
+            self._stopped = None
+            self._outbox.set_meta(STOPPED_KEY, None)
+        return batch, result
+
+    def _loop(self, interval: float) -> None:
+        while not self._halt.is_set():
+            self._wake.wait(interval)
+            if self._halt.is_set():
+                return
+            self._wake.clear()
+            if self._stopped is not None:
+                continue  # paused until sync_now() gets through again
+            try:
+                with self._sync_lock:
+                    self._drain()
+            except FieldsyncError as exc:
+                self._last_error = exc  # e.g. the disk: the next pass tries again
+            except BaseException as exc:
+                self._crash = exc  # a bug: end the loop, stop() re-raises it
+                return
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise OutboxError("this SyncClient is closed", path=self._outbox.path)
+
+
+def _check_ack(batch: Batch, ack: Ack, channel: str) -> None:
+    sent = [e.op_id for e in batch.entries]
+    answered = [r.op_id for r in ack.results]
+    if ack.batch_id != batch.batch_id or answered != sent:
+        raise AckMismatch(
+            f"{channel}: the ack for batch {ack.batch_id} ({len(answered)} results) does not "
+            f"answer batch {batch.batch_id} ({len(sent)} entries)",
+            channel=channel,
+            batch_id=batch.batch_id,
+            device_id=batch.device_id,
+        )
+
+
+def _describe(exc: SyncStopped) -> str:
+    return f"{exc.code}: {exc}" if exc.code else str(exc)

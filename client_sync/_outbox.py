@@ -1,0 +1,789 @@
+"""The encrypted outbox: every change a rep makes, kept until the server has answered it.
+
+Theory of operation
+-------------------
+The outbox is one SQLCipher file, reached through SQLAlchemy Core on the
+``sqlite+pysqlcipher`` dialect, over a single connection guarded by one lock (the
+app thread records while the sync thread drains; SQLite serialises writers anyway,
+and one connection means one key derivation).
+
+Opening. Our ``creator`` makes the DBAPI connection and runs ``pragma
+cipher_log_level = NONE`` first (SQLCipher otherwise prints decrypt failures on
+fd 2; the setting is process-wide); then the dialect's own connect hook runs
+``pragma key``; then ours reads ``sqlite_master``. With a wrong key that first
+read fails with "file is not a database" and we raise WrongKey. If -wal/-shm
+files are present (a crash, or another open connection), the key is first proved
+on the main file through a separate ``immutable=1`` connection, because a normal
+connection would replay the WAL and checkpoint it into the file on close even with
+a wrong key. Either way a wrong key leaves every file byte-for-byte as it was.
+Only once the key is proven do we switch to WAL, ``synchronous=FULL`` (a commit
+is on disk when it returns), a busy timeout and in-memory temp storage.
+The driver's own transaction handling is off (``isolation_level=None``); every
+write transaction starts with ``BEGIN IMMEDIATE``, so a read-then-write (the next
+seq, the last HLC stamp) happens under the write lock; reads get a plain BEGIN.
+
+Rows. ``entries`` is append-only: one row per change, ``seq`` its INTEGER PRIMARY
+KEY, taken from ``meta.next_seq`` inside the recording transaction, so a rolled
+back transaction leaves no gap and seq is gap-free over the device's whole life.
+Only ``state`` and the server's verdict columns ever change, and only along the
+table in _states.py (every move first checks each row is in the state it
+expects). ``meta`` holds the device id, next seq, last HLC stamp and why syncing
+last stopped; ``audit`` keeps one row per discard and resubmit.
+
+Batches. The next batch is chosen from a bounded window (``seq, tx_id, size`` of
+at most max_entries + 1 pending rows): whole transactions, oldest first, while
+they fit the channel's entry limit and the byte limit; a transaction too big for
+the channel's limit goes alone. ``size`` is the exact byte length of the entry in
+the canonical batch encoding, stored when recorded, so the batch's byte count is
+known without loading it. Taking a batch moves it to in_flight and commits before
+the network is touched; the ack is applied in one transaction; a failed send puts
+it back to pending; on open, anything still in_flight (a crash mid-send) goes
+back to pending. Nothing is ever deleted: acked rows stay as history.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.request import pathname2url
+
+import sqlalchemy as sa
+import sqlcipher3
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.pool import StaticPool
+from uuid6 import uuid7
+
+from conflict import hlc as hlc_mod
+from protocol.codec import canonical_json, encode_batch
+from protocol.constants import (
+    MAX_BATCH_BYTES,
+    MAX_ENTRIES_PER_BATCH,
+    MAX_ENTRIES_PER_METERED_BATCH,
+    PROTOCOL_VERSION,
+)
+from protocol.errors import EntryInvalid
+from protocol.model import Ack, Batch, Entry, Kind
+
+from ._states import State, check
+from .errors import IllegalTransition, OutboxError, UnknownEntry, WrongKey
+
+#: Layout version of the outbox file (``pragma user_version``).
+SCHEMA_VERSION = 1
+
+#: Longest device id: its HLC stamp "13 digits-5 digits-<device>" must fit the wire's 64.
+MAX_DEVICE_ID_LENGTH = 64 - 20
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxConfig:
+    """Outbox tuning; batch limits default to the protocol's and may only be lower."""
+
+    #: How long a write waits for another connection's lock before failing.
+    busy_timeout_ms: int = 5_000
+    #: Entries per batch on an unmetered channel; also the most one transaction may hold.
+    max_entries: int = MAX_ENTRIES_PER_BATCH
+    #: Entries per batch on a metered (cellular) channel.
+    max_metered_entries: int = MAX_ENTRIES_PER_METERED_BATCH
+    #: Uncompressed bytes per batch; also the most one transaction may take.
+    max_batch_bytes: int = MAX_BATCH_BYTES
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_metered_entries <= self.max_entries <= MAX_ENTRIES_PER_BATCH:
+            raise ValueError(
+                f"need 1 <= max_metered_entries <= max_entries <= {MAX_ENTRIES_PER_BATCH}"
+            )
+        if not 1_024 <= self.max_batch_bytes <= MAX_BATCH_BYTES:
+            raise ValueError(f"max_batch_bytes must be within 1024..{MAX_BATCH_BYTES}")
+        if self.busy_timeout_ms < 0:
+            raise ValueError("busy_timeout_ms must be >= 0")
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """One outbox row as the app sees it; ``code/field/message`` are the server's verdict."""
+
+    op_id: str
+    seq: int
+    tx_id: str
+    hlc: str
+    collection: str
+    record_id: str
+    kind: str
+    fields: dict[str, Any]
+    schema_version: int
+    state: State
+    attempts: int
+    status: str | None
+    code: str | None
+    field: str | None
+    message: str | None
+    replaced_by: str | None
+    created_at: float
+    updated_at: float
+
+
+#: A parked entry is an outbox entry in state ``parked``; its verdict says why.
+ParkedEntry = OutboxEntry
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What applying one ack did, by entry."""
+
+    applied: int = 0
+    duplicate: int = 0
+    conflict: int = 0
+    parked: int = 0
+
+
+@dataclass(slots=True)
+class Tx:
+    """An open local transaction: its connection, tx_id, and what it holds so far."""
+
+    conn: Connection
+    tx_id: str
+    count: int = 0
+    size: int = 0
+    op_ids: list[str] = field(default_factory=list)
+
+
+_metadata = sa.MetaData()
+
+entries_t = sa.Table(
+    "entries",
+    _metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("op_id", sa.String, nullable=False, unique=True),
+    sa.Column("tx_id", sa.String, nullable=False),
+    sa.Column("hlc", sa.String, nullable=False),
+    sa.Column("collection", sa.String, nullable=False),
+    sa.Column("record_id", sa.String, nullable=False),
+    sa.Column("kind", sa.String, nullable=False),
+    sa.Column("fields", sa.Text, nullable=False),
+    sa.Column("schema_version", sa.Integer, nullable=False),
+    sa.Column("size", sa.Integer, nullable=False),
+    sa.Column("state", sa.String, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("status", sa.String),
+    sa.Column("code", sa.String),
+    sa.Column("field", sa.String),
+    sa.Column("message", sa.Text),
+    sa.Column("replaced_by", sa.String),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Index("entries_state_seq", "state", "seq"),
+    sa.Index("entries_tx", "tx_id"),
+)
+
+meta_t = sa.Table(
+    "meta",
+    _metadata,
+    sa.Column("key", sa.String, primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+audit_t = sa.Table(
+    "audit",
+    _metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("action", sa.String, nullable=False),
+    sa.Column("op_id", sa.String, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
+)
+
+#: A result row (SQLAlchemy's Row generics differ between 2.0 and 2.1).
+_Row = Any
+
+#: Execution option marking a write transaction (BEGIN IMMEDIATE).
+_IMMEDIATE = "fieldsync_immediate"
+
+_NOT_A_DATABASE = "file is not a database"
+_PLACEHOLDER_ID = "00000000-0000-7000-8000-000000000000"
+
+
+class Outbox:
+    """The encrypted, append-only outbox of one device; thread-safe."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        key: bytes | str,
+        *,
+        device_id: str | None,
+        clock: Callable[[], float],
+        config: OutboxConfig | None = None,
+        recover: bool = True,
+    ) -> None:
+        self.path = str(path)
+        self.config = config or OutboxConfig()
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._local = threading.local()
+        if device_id is not None:
+            _check_device_id(device_id)
+        password = _password(key)
+        self._engine = _engine(self.path, password, self.config.busy_timeout_ms)
+        self._writer = self._engine.execution_options(**{_IMMEDIATE: True})
+        try:
+            with self._guard("open"):
+                _probe_key(
+                    self.path, self._engine.dialect.identifier_preparer.quote_identifier(password)
+                )
+            with self._guard("open"), self._writer.begin() as conn:
+                self.device_id = self._init_schema(conn, device_id)
+                if recover:
+                    self._recover(conn)
+        except BaseException:
+            self._engine.dispose()
+            raise
+        self._overhead = len(
+            encode_batch(Batch(PROTOCOL_VERSION, _PLACEHOLDER_ID, self.device_id, ()))
+        )
+
+    def close(self) -> None:
+        """Close the connection; the file stays as the last commit left it."""
+        with self._lock:
+            self._engine.dispose()
+
+    # -- recording ----------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[Tx]:
+        """One local transaction: commit on exit, roll back everything on an exception."""
+        with self._lock:
+            if self.current() is not None:
+                raise OutboxError(
+                    "a transaction is already open on this thread (they do not nest)",
+                    path=self.path,
+                )
+            with self._guard("transaction"), self._writer.begin() as conn:
+                tx = Tx(conn, str(uuid7()))
+                self._local.tx = tx
+                try:
+                    yield tx
+                finally:
+                    self._local.tx = None
+
+    def current(self) -> Tx | None:
+        """The transaction this thread has open, if any."""
+        tx: Tx | None = getattr(self._local, "tx", None)
+        return tx
+
+    def append(
+        self,
+        tx: Tx,
+        *,
+        collection: str,
+        record_id: str,
+        kind: Kind,
+        fields: Mapping[str, Any],
+        schema_version: int,
+    ) -> str:
+        """Add one already-validated change to ``tx``; return its op_id."""
+        conn = tx.conn
+        with self._guard("record"):
+            seq = int(self._meta(conn, "next_seq"))
+            stamp = hlc_mod.tick(
+                hlc_mod.parse(self._meta(conn, "last_hlc")), int(self._clock() * 1000)
+            )
+            entry = Entry(
+                op_id=str(uuid7()),
+                device_id=self.device_id,
+                seq=seq,
+                tx_id=tx.tx_id,
+                hlc=str(stamp),
+                collection=collection,
+                record_id=record_id,
+                kind=kind,
+                fields=dict(fields),
+                schema_version=schema_version,
+            )
+            size = len(canonical_json(dataclasses.asdict(entry)))
+            self._check_fits(tx, size)
+            now = self._clock()
+            conn.execute(
+                entries_t.insert().values(
+                    seq=seq,
+                    op_id=entry.op_id,
+                    tx_id=tx.tx_id,
+                    hlc=entry.hlc,
+                    collection=collection,
+                    record_id=record_id,
+                    kind=kind,
+                    fields=canonical_json(entry.fields).decode(),
+                    schema_version=schema_version,
+                    size=size,
+                    state=State.PENDING.value,
+                    attempts=0,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            self._set_meta(conn, "next_seq", str(seq + 1))
+            self._set_meta(conn, "last_hlc", entry.hlc)
+        tx.count += 1
+        tx.size += size
+        tx.op_ids.append(entry.op_id)
+        return entry.op_id
+
+    # -- sending ------------------------------------------------------------------
+
+    def take_batch(self, *, metered: bool) -> Batch | None:
+        """Move the oldest whole pending transactions that fit into in_flight; None if none."""
+        limit = self.config.max_metered_entries if metered else self.config.max_entries
+        window = self.config.max_entries + 1
+        with self._lock, self._guard("take a batch"), self._writer.begin() as conn:
+            heads = conn.execute(
+                sa.select(entries_t.c.seq, entries_t.c.tx_id, entries_t.c.size)
+                .where(entries_t.c.state == State.PENDING.value)
+                .order_by(entries_t.c.seq)
+                .limit(window)
+            ).all()
+            if not heads:
+                return None
+            groups = _group(heads)
+            if len(heads) == window and len(groups) == 1:
+                # One transaction wider than the window: it goes alone, whole.
+                where = entries_t.c.tx_id == groups[0][0].tx_id
+            else:
+                if len(heads) == window:
+                    groups = groups[:-1]  # the last group may be cut by the window
+                chosen = self._fit(groups, limit)
+                where = entries_t.c.seq.between(chosen[0][0], chosen[-1][0])
+            rows = conn.execute(
+                sa.select(entries_t)
+                .where(where, entries_t.c.state == State.PENDING.value)
+                .order_by(entries_t.c.seq)
+            ).all()
+            self._move(
+                conn,
+                [r.op_id for r in rows],
+                State.PENDING,
+                State.IN_FLIGHT,
+                attempts=entries_t.c.attempts + 1,
+            )
+            return Batch(
+                protocol_version=PROTOCOL_VERSION,
+                batch_id=str(uuid7()),
+                device_id=self.device_id,
+                entries=tuple(self._entry(r) for r in rows),
+            )
+
+    def release(self, batch: Batch) -> None:
+        """Put a batch that did not get an ack back to pending."""
+        with self._lock, self._guard("release a batch"), self._writer.begin() as conn:
+            self._move(conn, [e.op_id for e in batch.entries], State.IN_FLIGHT, State.PENDING)
+
+    def apply(self, batch: Batch, ack: Ack) -> Applied:
+        """Record the server's verdicts in one transaction: acked or parked with the reason."""
+        applied = duplicate = conflict = parked = 0
+        with self._lock, self._guard("apply an ack"), self._writer.begin() as conn:
+            for entry, result in zip(batch.entries, ack.results, strict=True):
+                outcome = result.outcome
+                verdict = {
+                    "status": result.status,
+                    "code": outcome.code,
+                    "field": outcome.field,
+                    "message": outcome.message,
+                }
+                if outcome.status == "rejected":
+                    self._move(conn, [entry.op_id], State.IN_FLIGHT, State.PARKED, **verdict)
+                    parked += 1
+                    continue
+                self._move(conn, [entry.op_id], State.IN_FLIGHT, State.ACKED, **verdict)
+                if result.status == "duplicate":
+                    duplicate += 1
+                elif result.status == "conflict":
+                    conflict += 1
+                else:
+                    applied += 1
+        return Applied(applied, duplicate, conflict, parked)
+
+    # -- the offline data box -------------------------------------------------------
+
+    def resubmit(
+        self, op_id: str, fields: Mapping[str, Any], schema_version: int, reason: str
+    ) -> str:
+        """Record a parked entry again with fixed ``fields``, with its parked siblings.
+
+        The parked entries of the same original transaction go back together, as one
+        new transaction, so the transaction stays all-or-nothing on the server.
+        Returns the new op_id of ``op_id``'s replacement.
+        """
+        with self.transaction() as tx:
+            conn = tx.conn
+            target = self._row(conn, op_id)
+            check(target.state, State.RESUBMITTED, op_id=op_id)
+            group = conn.execute(
+                sa.select(entries_t)
+                .where(
+                    entries_t.c.tx_id == target.tx_id,
+                    entries_t.c.state == State.PARKED.value,
+                )
+                .order_by(entries_t.c.seq)
+            ).all()
+            new_id = ""
+            for row in group:
+                if row.op_id == op_id:
+                    values, version = dict(fields), schema_version
+                else:
+                    values, version = json.loads(row.fields), row.schema_version
+                new = self.append(
+                    tx,
+                    collection=row.collection,
+                    record_id=row.record_id,
+                    kind=row.kind,
+                    fields=values,
+                    schema_version=version,
+                )
+                new_id = new if row.op_id == op_id else new_id
+                self._move(conn, [row.op_id], State.PARKED, State.RESUBMITTED, replaced_by=new)
+                self._audit(conn, "resubmit", row, reason, replaced_by=new)
+            return new_id
+
+    def discard(self, op_id: str, reason: str) -> None:
+        """Give up a parked entry; an audit row keeps what it was and why it went."""
+        if not reason.strip():
+            raise ValueError("a discard needs a reason (it is audited)")
+        with self.transaction() as tx:
+            row = self._row(tx.conn, op_id)
+            self._move(tx.conn, [op_id], State.PARKED, State.DISCARDED)
+            self._audit(tx.conn, "discard", row, reason)
+
+    # -- reading ----------------------------------------------------------------
+
+    def entry(self, op_id: str) -> OutboxEntry:
+        """The entry with this op_id, in whatever state."""
+        with self._lock, self._guard("read"), self._engine.connect() as conn:
+            return self._view(self._row(conn, op_id))
+
+    def entries(
+        self, *, state: State | str | None = None, after_seq: int = 0, limit: int = 1000
+    ) -> list[OutboxEntry]:
+        """Up to ``limit`` entries with seq > ``after_seq``, oldest first (page through)."""
+        query = sa.select(entries_t).where(entries_t.c.seq > after_seq)
+        if state is not None:
+            query = query.where(entries_t.c.state == State(state).value)
+        with self._lock, self._guard("read"), self._engine.connect() as conn:
+            rows = conn.execute(query.order_by(entries_t.c.seq).limit(limit)).all()
+            return [self._view(r) for r in rows]
+
+    def stats(self) -> dict[str, int]:
+        """Entry counts by state, every state present."""
+        counts = dict.fromkeys((s.value for s in State), 0)
+        with self._lock, self._guard("read"), self._engine.connect() as conn:
+            for state, n in conn.execute(
+                sa.select(entries_t.c.state, sa.func.count()).group_by(entries_t.c.state)
+            ):
+                counts[state] = n
+        return counts
+
+    def audit_log(self) -> list[dict[str, Any]]:
+        """Every discard and resubmit, oldest first."""
+        with self._lock, self._guard("read"), self._engine.connect() as conn:
+            rows = conn.execute(sa.select(audit_t).order_by(audit_t.c.id)).all()
+        return [{**r._asdict(), "detail": json.loads(r.detail)} for r in rows]
+
+    def get_meta(self, key: str) -> str | None:
+        """A meta value, or None."""
+        with self._lock, self._guard("read"), self._engine.connect() as conn:
+            value: str | None = conn.scalar(sa.select(meta_t.c.value).where(meta_t.c.key == key))
+            return value
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        """Set (or with None, remove) a meta value."""
+        with self._lock, self._guard("write"), self._writer.begin() as conn:
+            if value is None:
+                conn.execute(meta_t.delete().where(meta_t.c.key == key))
+            else:
+                self._set_meta(conn, key, value)
+
+    # -- helpers ------------------------------------------------------------------
+
+    def _init_schema(self, conn: Connection, device_id: str | None) -> str:
+        version = int(conn.exec_driver_sql("pragma user_version").scalar_one())
+        if version > SCHEMA_VERSION:
+            raise OutboxError(
+                f"{self.path} was written by a newer fieldsync (layout {version})", path=self.path
+            )
+        if version == 0:
+            if device_id is None:
+                raise OutboxError(f"{self.path} is not a fieldsync outbox", path=self.path)
+            _metadata.create_all(conn)
+            conn.exec_driver_sql(f"pragma user_version = {SCHEMA_VERSION}")
+            for key, value in (
+                ("device_id", device_id),
+                ("next_seq", "1"),
+                ("last_hlc", str(hlc_mod.zero(device_id))),
+            ):
+                conn.execute(meta_t.insert().values(key=key, value=value))
+            return device_id
+        stored = self._meta(conn, "device_id")
+        if device_id is not None and stored != device_id:
+            raise OutboxError(
+                f"{self.path} is the outbox of device {stored}, not {device_id}", path=self.path
+            )
+        return stored
+
+    def _recover(self, conn: Connection) -> None:
+        check(State.IN_FLIGHT, State.PENDING)
+        conn.execute(
+            entries_t.update()
+            .where(entries_t.c.state == State.IN_FLIGHT.value)
+            .values(state=State.PENDING.value, updated_at=self._clock())
+        )
+
+    def _fit(self, groups: list[list[_Row]], limit: int) -> list[_Row]:
+        chosen: list[_Row] = []
+        size = self._overhead
+        for group in groups:
+            group_size = sum(r.size for r in group) + len(group)
+            if chosen and (
+                len(chosen) + len(group) > limit or size + group_size > self.config.max_batch_bytes
+            ):
+                break
+            chosen.extend(group)
+            size += group_size
+        return chosen
+
+    def _check_fits(self, tx: Tx, size: int) -> None:
+        budget = self.config.max_batch_bytes - self._overhead
+        if size + 1 > budget:
+            raise EntryInvalid(
+                "entry_too_large", None, f"entry is {size} bytes encoded; at most {budget - 1}"
+            )
+        if tx.count + 1 > self.config.max_entries:
+            raise EntryInvalid(
+                "transaction_too_large",
+                None,
+                f"a transaction holds at most {self.config.max_entries} entries",
+            )
+        if tx.size + tx.count + size + 1 > budget:
+            raise EntryInvalid(
+                "transaction_too_large", None, f"a transaction takes at most {budget} bytes"
+            )
+
+    def _move(
+        self,
+        conn: Connection,
+        op_ids: Sequence[str],
+        src: State,
+        dst: State,
+        **values: Any,
+    ) -> None:
+        """Move every op_id from ``src`` to ``dst`` or raise (rolling back the transaction)."""
+        check(src, dst)
+        if not op_ids:
+            return
+        found = dict(
+            conn.execute(
+                sa.select(entries_t.c.op_id, entries_t.c.state).where(entries_t.c.op_id.in_(op_ids))
+            ).all()
+        )
+        for op_id in op_ids:
+            if op_id not in found:
+                raise UnknownEntry(op_id, path=self.path)
+            if found[op_id] != src.value:
+                raise IllegalTransition(found[op_id], dst.value, op_id=op_id)
+        result = conn.execute(
+            entries_t.update()
+            .where(entries_t.c.op_id.in_(op_ids), entries_t.c.state == src.value)
+            .values(state=dst.value, updated_at=self._clock(), **values)
+        )
+        if result.rowcount != len(op_ids):  # pragma: no cover - BEGIN IMMEDIATE excludes this
+            raise OutboxError(f"outbox {self.path} changed under a transaction", path=self.path)
+
+    def _row(self, conn: Connection, op_id: str) -> _Row:
+        row = conn.execute(sa.select(entries_t).where(entries_t.c.op_id == op_id)).first()
+        if row is None:
+            raise UnknownEntry(op_id, path=self.path)
+        return row
+
+    def _audit(
+        self,
+        conn: Connection,
+        action: str,
+        row: _Row,
+        reason: str,
+        replaced_by: str | None = None,
+    ) -> None:
+        detail = {
+            "seq": row.seq,
+            "tx_id": row.tx_id,
+            "collection": row.collection,
+            "record_id": row.record_id,
+            "kind": row.kind,
+            "fields": json.loads(row.fields),
+            "verdict": {"code": row.code, "field": row.field, "message": row.message},
+            "replaced_by": replaced_by,
+        }
+        conn.execute(
+            audit_t.insert().values(
+                at=self._clock(),
+                action=action,
+                op_id=row.op_id,
+                reason=reason,
+                detail=canonical_json(detail).decode(),
+            )
+        )
+
+    def _entry(self, row: _Row) -> Entry:
+        return Entry(
+            op_id=row.op_id,
+            device_id=self.device_id,
+            seq=row.seq,
+            tx_id=row.tx_id,
+            hlc=row.hlc,
+            collection=row.collection,
+            record_id=row.record_id,
+            kind=row.kind,
+            fields=json.loads(row.fields),
+            schema_version=row.schema_version,
+        )
+
+    @staticmethod
+    def _view(row: _Row) -> OutboxEntry:
+        return OutboxEntry(
+            op_id=row.op_id,
+            seq=row.seq,
+            tx_id=row.tx_id,
+            hlc=row.hlc,
+            collection=row.collection,
+            record_id=row.record_id,
+            kind=row.kind,
+            fields=json.loads(row.fields),
+            schema_version=row.schema_version,
+            state=State(row.state),
+            attempts=row.attempts,
+            status=row.status,
+            code=row.code,
+            field=row.field,
+            message=row.message,
+            replaced_by=row.replaced_by,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
+
+    @staticmethod
+    def _meta(conn: Connection, key: str) -> str:
+        value = conn.scalar(sa.select(meta_t.c.value).where(meta_t.c.key == key))
+        if value is None:
+            raise OutboxError(f"outbox meta {key!r} is missing")
+        return str(value)
+
+    @staticmethod
+    def _set_meta(conn: Connection, key: str, value: str) -> None:
+        updated = conn.execute(meta_t.update().where(meta_t.c.key == key).values(value=value))
+        if updated.rowcount == 0:
+            conn.execute(meta_t.insert().values(key=key, value=value))
+
+    @contextmanager
+    def _guard(self, what: str) -> Iterator[None]:
+        """Translate SQLAlchemy and sqlcipher3 errors into OutboxError (or WrongKey)."""
+        try:
+            yield
+        except sa.exc.SQLAlchemyError as exc:
+            raise _translate(exc, self.path, what) from exc
+        except sqlcipher3.Error as exc:
+            raise _translate(exc, self.path, what) from exc
+
+
+def _password(key: bytes | str) -> str:
+    """The string the dialect passes to ``pragma key``: x'<hex>' for a raw key."""
+    if isinstance(key, bytes):
+        if len(key) != 32:
+            raise ValueError(f"a raw outbox key is 32 bytes, not {len(key)}")
+        return f"x'{key.hex()}'"
+    if isinstance(key, str):
+        if not key:
+            raise ValueError("an empty passphrase would leave the outbox unencrypted")
+        return key
+    raise TypeError(f"key must be 32 bytes or a passphrase str, not {type(key).__name__}")
+
+
+def _check_device_id(device_id: str) -> None:
+    if not 0 < len(device_id) <= MAX_DEVICE_ID_LENGTH:
+        raise ValueError(f"device_id must be 1..{MAX_DEVICE_ID_LENGTH} characters")
+
+
+def _probe_key(path: str, quoted_password: str) -> None:
+    """Prove the key on the main file alone, if SQLite would otherwise touch sidecars.
+
+    Opened normally, a database with a -wal is replayed through the WAL, and the
+    connection's close checkpoints it into the file, even when the key is wrong and
+    nothing could be read. ``immutable=1`` reads only the main file, takes no locks
+    and writes nothing. Its page 1 is encrypted with the key as soon as the file is
+    in WAL mode (switching to WAL writes it), so reading it decides the key.
+    """
+    sidecars = ("-wal", "-shm", "-journal")
+    if not any(os.path.exists(path + s) for s in sidecars) or not os.path.getsize(path):
+        return
+    uri = f"file:{pathname2url(os.path.abspath(path))}?mode=ro&immutable=1"
+    conn = sqlcipher3.connect(uri, uri=True, isolation_level=None)
+    try:
+        conn.execute("pragma cipher_log_level = NONE")
+        conn.execute(f"pragma key = {quoted_password}")
+        conn.execute("select count(*) from sqlite_master").fetchall()
+    finally:
+        conn.close()
+
+
+def _engine(path: str, password: str, busy_timeout_ms: int) -> Engine:
+    """An engine whose one connection is silenced, keyed, verified, then tuned."""
+
+    def creator() -> Any:
+        conn = sqlcipher3.connect(path, check_same_thread=False, isolation_level=None)
+        # Must precede the dialect's ``pragma key``: silences SQLCipher's stderr log.
+        conn.execute("pragma cipher_log_level = NONE")
+        return conn
+
+    url = URL.create("sqlite+pysqlcipher", password=password, database=path)
+    engine = sa.create_engine(url, creator=creator, poolclass=StaticPool)
+
+    @event.listens_for(engine, "connect")
+    def _tune(dbapi_conn: Any, _record: Any) -> None:
+        cursor = dbapi_conn.cursor()
+        try:
+            cursor.execute("select count(*) from sqlite_master").fetchall()  # proves the key
+            cursor.execute("pragma journal_mode = wal").fetchall()
+            cursor.execute("pragma synchronous = full")
+            cursor.execute(f"pragma busy_timeout = {int(busy_timeout_ms)}")
+            cursor.execute("pragma temp_store = memory")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        # Writers take the write lock up front; readers get a plain snapshot.
+        immediate = conn.get_execution_options().get(_IMMEDIATE, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+def _translate(exc: BaseException, path: str, what: str) -> OutboxError:
+    orig = getattr(exc, "orig", None) or exc
+    if isinstance(orig, sqlcipher3.DatabaseError) and _NOT_A_DATABASE in str(orig):
+        return WrongKey(path)
+    return OutboxError(f"outbox {path}: {what} failed: {orig}", path=path)
+
+
+def _group(rows: Iterable[_Row]) -> list[list[_Row]]:
+    """Split seq-ordered rows into runs of one tx_id."""
+    groups: list[list[_Row]] = []
+    for row in rows:
+        if groups and groups[-1][-1].tx_id == row.tx_id:
+            groups[-1].append(row)
+        else:
+            groups.append([row])
+    return groups

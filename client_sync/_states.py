@@ -1,0 +1,57 @@
+"""The outbox state machine as data: the states, and the one table of legal moves.
+
+    pending ──take──▶ in_flight ──ack (applied/duplicate/conflict)──▶ acked
+       ▲                 │  │
+       └──network error──┘  └──ack (rejected)──▶ parked ──discard──▶ discarded
+           / crash+reopen                          │
+                                                   └──resubmit──▶ resubmitted
+
+A resubmit does not put the parked row back to pending: the server already holds a
+verdict for its op_id (a replay would only get the same rejection back) and has seen
+its seq. The row becomes ``resubmitted`` and the fixed change is recorded as a new
+entry (new op_id, seq, hlc, tx_id), so seq stays gap-free and nothing is rewritten.
+acked, discarded and resubmitted are final; rows are never deleted.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from .errors import IllegalTransition
+
+
+class State(StrEnum):
+    """Where an outbox entry is in its life."""
+
+    PENDING = "pending"
+    IN_FLIGHT = "in_flight"
+    ACKED = "acked"
+    PARKED = "parked"
+    DISCARDED = "discarded"
+    RESUBMITTED = "resubmitted"
+
+
+#: Every legal (from, to) move; anything else raises IllegalTransition.
+TRANSITIONS: frozenset[tuple[State, State]] = frozenset(
+    {
+        (State.PENDING, State.IN_FLIGHT),  # taken into a batch
+        (State.IN_FLIGHT, State.PENDING),  # send failed, or found in flight on reopen
+        (State.IN_FLIGHT, State.ACKED),  # applied, duplicate or conflict
+        (State.IN_FLIGHT, State.PARKED),  # rejected: into the offline data box
+        (State.PARKED, State.RESUBMITTED),  # fixed and recorded again as a new entry
+        (State.PARKED, State.DISCARDED),  # given up, with an audit row
+    }
+)
+
+#: States an entry never leaves.
+FINAL: frozenset[State] = frozenset({State.ACKED, State.DISCARDED, State.RESUBMITTED})
+
+
+def check(src: State | str, dst: State | str, *, op_id: str | None = None) -> None:
+    """Raise IllegalTransition unless ``src -> dst`` is in TRANSITIONS."""
+    try:
+        move = (State(src), State(dst))
+    except ValueError:
+        raise IllegalTransition(str(src), str(dst), op_id=op_id) from None
+    if move not in TRANSITIONS:
+        raise IllegalTransition(move[0].value, move[1].value, op_id=op_id)

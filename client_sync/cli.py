@@ -1,0 +1,142 @@
+"""``fieldsync``: device-side tools (outbox status, key generation, the data box)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+from protocol.errors import FieldsyncError
+
+from ._client import STOPPED_KEY
+from ._outbox import Outbox
+from ._states import State
+
+KEY_BYTES = 32
+
+
+@click.group()
+def main() -> None:
+    """Device-side tools for a fieldsync outbox."""
+
+
+@main.command()
+@click.option("--db", "db", required=True, type=click.Path(dir_okay=False), help="Outbox file.")
+@click.option("--key-file", required=True, type=click.Path(dir_okay=False), help="Raw key file.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def status(db: str, key_file: str, as_json: bool) -> None:
+    """Entry counts by state, parked entries with their reasons, why sync stopped."""
+    with _outbox(db, key_file) as outbox:
+        counts = outbox.stats()
+        parked = []
+        after = 0
+        while page := outbox.entries(state=State.PARKED, after_seq=after):
+            parked.extend(page)
+            after = page[-1].seq
+        stopped = outbox.get_meta(STOPPED_KEY)
+        device_id = outbox.device_id
+    if as_json:
+        out: dict[str, Any] = {
+            "device_id": device_id,
+            "counts": counts,
+            "stopped": stopped,
+            "parked": [
+                {
+                    "op_id": e.op_id,
+                    "seq": e.seq,
+                    "collection": e.collection,
+                    "record_id": e.record_id,
+                    "kind": e.kind,
+                    "code": e.code,
+                    "field": e.field,
+                    "message": e.message,
+                }
+                for e in parked
+            ],
+        }
+        click.echo(json.dumps(out, sort_keys=True))
+        return
+    click.echo(f"outbox {db} (device {device_id})")
+    for state, n in counts.items():
+        click.echo(f"  {state:<12}{n:>8}")
+    if stopped:
+        click.echo(f"sync stopped: {stopped}")
+    if parked:
+        click.echo("parked:")
+    for e in parked:
+        reason = f"{e.code}" + (f" [{e.field}]" if e.field else "") + f": {e.message}"
+        click.echo(f"  {e.op_id}  {e.collection}/{e.record_id} {e.kind}  {reason}")
+
+
+@main.command()
+@click.argument("out", type=click.Path(dir_okay=False))
+def keygen(out: str) -> None:
+    """Write a new random 32-byte raw outbox key to OUT (mode 0600; never overwrites)."""
+    try:
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise click.ClickException(f"{out} exists; a key is never overwritten") from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot create {out}: {exc.strerror}") from None
+    with os.fdopen(fd, "wb") as f:
+        f.write(os.urandom(KEY_BYTES))
+    click.echo(f"wrote a {KEY_BYTES}-byte key to {out}")
+
+
+@main.command()
+@click.option("--db", "db", required=True, type=click.Path(dir_okay=False), help="Outbox file.")
+@click.option("--key-file", required=True, type=click.Path(dir_okay=False), help="Raw key file.")
+@click.option("--reason", required=True, help="Why (kept in the audit log).")
+@click.argument("op_id")
+def discard(db: str, key_file: str, reason: str, op_id: str) -> None:
+    """Discard the parked entry OP_ID (audited)."""
+    with _outbox(db, key_file) as outbox:
+        outbox.discard(op_id, reason)
+    click.echo(f"discarded {op_id}")
+
+
+def read_key(key_file: str) -> bytes:
+    """The 32-byte raw key in ``key_file`` (raw bytes, or 64 hex digits)."""
+    try:
+        data = Path(key_file).read_bytes()
+    except OSError as exc:
+        raise click.ClickException(f"cannot read key file {key_file}: {exc.strerror}") from None
+    if len(data) == KEY_BYTES:
+        return data
+    text = data.strip()
+    if len(text) == 2 * KEY_BYTES:
+        try:
+            return bytes.fromhex(text.decode("ascii"))
+        except (UnicodeDecodeError, ValueError):
+            pass
+    raise click.ClickException(
+        f"key file {key_file} holds {len(data)} bytes; expected {KEY_BYTES} raw bytes or 64 hex"
+    )
+
+
+@contextmanager
+def _outbox(db: str, key_file: str) -> Iterator[Outbox]:
+    """Open an existing outbox for a tool: no creation, no in-flight recovery."""
+    key = read_key(key_file)
+    if not Path(db).is_file():
+        raise click.ClickException(f"no outbox at {db}")
+    try:
+        outbox = Outbox(db, key, device_id=None, clock=time.time, recover=False)
+    except (FieldsyncError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        yield outbox
+    except (FieldsyncError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        outbox.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""Real processes on 127.0.0.1: a sync server, enrolment, free ports, readiness."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import sqlalchemy as sa
+
+HOST = "127.0.0.1"
+
+
+@dataclass(frozen=True, slots=True)
+class Enrolment:
+    """A device's id and token, as ``fieldsync-server devices add --json`` prints them."""
+
+    device_id: str
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class LiveServer:
+    """A running sync server process and the database behind it."""
+
+    url: str
+    database_url: str
+
+    def enrol(self, name: str) -> Enrolment:
+        """Enrol a device through the server's command line."""
+        return enrol(name, self.database_url)
+
+    def ops(self, device_id: str) -> list[sa.Row[tuple[str, int, str]]]:
+        """Every op the server stored for ``device_id`` as (op_id, seq, status), by seq."""
+        from server_sync.models import ops
+
+        engine = sa.create_engine(self.database_url)
+        try:
+            with engine.connect() as conn:
+                query = sa.select(ops.c.op_id, ops.c.seq, ops.c.status)
+                query = query.where(ops.c.device_id == device_id).order_by(ops.c.seq)
+                return list(conn.execute(query))
+        finally:
+            engine.dispose()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def server_cli(*args: str, database_url: str) -> str:
+    """Run ``fieldsync-server ARGS`` in a child process; return its stdout."""
+    cmd = [sys.executable, "-m", "server_sync.cli", *args, "--database-url", database_url]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed: {done.stderr.strip()}")
+    return done.stdout
+
+
+def enrol(name: str, database_url: str) -> Enrolment:
+    """Enrol a device through the server's command line."""
+    out = json.loads(server_cli("devices", "add", name, "--json", database_url=database_url))
+    return Enrolment(out["device_id"], out["token"])
+
+
+def wait_ready(
+    url: str, timeout: float = 30.0, proc: subprocess.Popen[bytes] | None = None
+) -> None:
+    """Poll ``url/healthz`` until it answers 200; raise if it never does."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before it was ready")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    raise TimeoutError(f"{url} not ready after {timeout} s")
+
+
+@contextmanager
+def server_process(
+    database_url: str, port: int | None = None, log: Path | None = None
+) -> Iterator[LiveServer]:
+    """Run ``fieldsync-server serve`` on 127.0.0.1 until the block ends."""
+    port = port or free_port()
+    cmd = [sys.executable, "-m", "server_sync.cli", "serve", "--host", HOST, "--port", str(port)]
+    env = {**os.environ, "FIELDSYNC_DATABASE_URL": database_url}
+    out = log.open("ab") if log is not None else subprocess.DEVNULL
+    proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://{HOST}:{port}"
+    try:
+        wait_ready(url, proc=proc)
+        yield LiveServer(url, database_url)
+    finally:
+        stop(proc)
+        if log is not None and not isinstance(out, int):
+            out.close()
+
+
+def stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """Terminate a child process, killing it if it does not exit in ``timeout`` s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout)

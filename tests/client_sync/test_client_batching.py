@@ -1,0 +1,175 @@
+"""Draining: whole transactions, channel limits, verdicts, crashes mid-send."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from client_sync import OutboxConfig, State, SyncClient
+from client_sync.errors import AckMismatch
+from client_sync.testing import FakeServer, ScriptedChannel, SimulatedCrash
+from protocol import Collection, FieldSpec, Registry, encode_batch
+from protocol.codec import canonical_json
+from protocol.constants import (
+    MAX_BATCH_BYTES,
+    MAX_ENTRIES_PER_BATCH,
+    MAX_ENTRIES_PER_METERED_BATCH,
+)
+from protocol.fieldtypes import String
+from protocol.model import Ack, Batch
+
+MakeClient = Callable[..., SyncClient]
+
+
+def record_txs(client: SyncClient, sizes: list[int], name: str = "ok") -> list[list[str]]:
+    """Record one transaction per size; return their op_ids."""
+    txs = []
+    for t, size in enumerate(sizes):
+        with client.transaction():
+            txs.append(
+                [client.record("customers", f"t{t}-{i}", {"name": name}) for i in range(size)]
+            )
+    return txs
+
+
+def tx_sizes(batch: Batch) -> list[int]:
+    sizes: list[int] = []
+    last = None
+    for entry in batch.entries:
+        if entry.tx_id != last:
+            sizes.append(0)
+            last = entry.tx_id
+        sizes[-1] += 1
+    return sizes
+
+
+def test_unmetered_batches_fill_up_to_the_protocol_limit_with_whole_transactions(
+    make_client: MakeClient, server: FakeServer
+) -> None:
+    wifi = ScriptedChannel("wifi", server)
+    client = make_client([wifi])
+    record_txs(client, [300, 150, 100, 1])
+    report = client.sync_now()
+    assert [len(b.entries) for b in wifi.batches] == [450, 101]
+    assert [tx_sizes(b) for b in wifi.batches] == [[300, 150], [100, 1]]
+    assert max(len(b.entries) for b in wifi.batches) <= MAX_ENTRIES_PER_BATCH
+    assert (report.batches, report.sent, report.applied, report.remaining) == (2, 551, 551, 0)
+    seqs = [e.seq for b in wifi.batches for e in b.entries]
+    assert seqs == list(range(1, 552))  # oldest first, nothing skipped or repeated
+
+
+def test_metered_batches_are_smaller_and_a_big_transaction_goes_alone(
+    make_client: MakeClient, server: FakeServer
+) -> None:
+    cellular = ScriptedChannel("cellular", server, metered=True)
+    client = make_client([cellular])
+    record_txs(client, [60, 60, 30, 150, 10])
+    client.sync_now()
+    assert [tx_sizes(b) for b in cellular.batches] == [[60], [60, 30], [150], [10]]
+    assert all(
+        len(b.entries) <= MAX_ENTRIES_PER_METERED_BATCH or len(tx_sizes(b)) == 1
+        for b in cellular.batches
+    )
+    assert client.stats()["acked"] == 310
+
+
+def test_batches_stay_within_the_byte_limit_and_are_filled_tightly(
+    make_client: MakeClient, server: FakeServer
+) -> None:
+    registry = Registry([Collection("docs", {"body": FieldSpec(String(10_000), required=True)})])
+    wifi = ScriptedChannel("wifi", server)
+    client = make_client([wifi], registry=registry)
+    body = "文" * 10_000  # 30 kB of UTF-8 per entry
+    with client.transaction():
+        for i in range(100):
+            client.record("docs", f"d{i}", {"body": body})
+    for i in range(100, 200):
+        client.record("docs", f"d{i}", {"body": body})
+    client.sync_now()
+    sizes = [len(encode_batch(b)) for b in wifi.batches]
+    assert all(size <= MAX_BATCH_BYTES for size in sizes)
+    entry_size = len(canonical_json(dataclasses.asdict(wifi.batches[0].entries[0])))
+    for size in sizes[:-1]:
+        assert size + entry_size + 1 > MAX_BATCH_BYTES  # the next entry would not have fit
+    assert sum(len(b.entries) for b in wifi.batches) == 200
+    assert tx_sizes(wifi.batches[0])[0] == 100
+
+
+def test_configured_limits_apply_and_cannot_exceed_the_protocol() -> None:
+    with pytest.raises(ValueError):
+        OutboxConfig(max_entries=MAX_ENTRIES_PER_BATCH + 1)
+    with pytest.raises(ValueError):
+        OutboxConfig(max_entries=5, max_metered_entries=6)
+    with pytest.raises(ValueError):
+        OutboxConfig(max_batch_bytes=MAX_BATCH_BYTES + 1)
+
+
+def test_parked_entries_do_not_block_later_transactions(
+    make_client: MakeClient, server: FakeServer
+) -> None:
+    wifi = ScriptedChannel("wifi", server)
+    client = make_client([wifi], config=OutboxConfig(max_entries=2, max_metered_entries=1))
+    (bad,) = record_txs(client, [1], name="BAD")
+    good = record_txs(client, [2, 1])
+    report = client.sync_now()
+    assert (report.batches, report.applied, report.parked, report.remaining) == (3, 3, 1, 0)
+    assert [e.op_id for e in client.parked()] == bad
+
+    later = record_txs(client, [1])
+    client.sync_now()
+    assert [e.op_id for e in wifi.batches[-1].entries] == later[0]  # parked not resent
+    assert {op for tx in good + later for op in tx} == server.applied()
+
+
+def test_a_lost_ack_is_retried_and_answered_as_duplicate(
+    make_client: MakeClient, server: FakeServer, sleeps: list[float]
+) -> None:
+    wifi = ScriptedChannel("wifi", server, script=["lost"])
+    client = make_client([wifi])
+    record_txs(client, [2])
+    record_txs(client, [1], name="BAD")
+    report = client.sync_now()
+    assert sleeps == [3.0]
+    assert (report.applied, report.duplicate, report.parked) == (0, 2, 1)
+    assert client.stats()["acked"] == 2
+    (parked,) = client.parked()  # a duplicate of a rejection is parked, not acked
+    assert parked.status == "duplicate" and parked.code == "invalid"
+
+
+def test_an_ack_that_does_not_answer_the_batch_stops_and_keeps_everything(
+    make_client: MakeClient, server: FakeServer
+) -> None:
+    def wrong(batch: Batch) -> Ack:
+        ack = server.answer(batch)
+        return Ack("another-batch", ack.results)
+
+    wifi = ScriptedChannel("wifi", server, script=[wrong])
+    client = make_client([wifi])
+    record_txs(client, [2])
+    report = client.sync_now()
+    assert isinstance(report.last_error, AckMismatch)
+    assert client.stats()["pending"] == 2 and report.remaining == 2
+    assert client.status().stopped is not None
+
+
+def test_a_crash_mid_send_leaves_in_flight_which_reopen_returns_to_pending(
+    make_client: MakeClient, server: FakeServer, db_path: Path
+) -> None:
+    wifi = ScriptedChannel("wifi", server, script=["crash"])
+    client = make_client([wifi])
+    (ops,) = record_txs(client, [3])
+    with pytest.raises(SimulatedCrash):
+        client.sync_now()
+    assert client.stats()["in_flight"] == 3  # nothing moved them: the "process" died
+    client.close()
+
+    again = ScriptedChannel("wifi", server)
+    reopened = make_client([again])
+    assert reopened.stats()["pending"] == 3
+    assert [reopened.entry(op).attempts for op in ops] == [1, 1, 1]
+    report = reopened.sync_now()
+    assert (report.duplicate, report.applied) == (3, 0)  # the server had applied them
+    assert all(reopened.entry(op).state == State.ACKED for op in ops)

@@ -1,0 +1,173 @@
+"""The real client against the real create_app() in one process (httpx WSGITransport)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+
+from client_sync import HttpChannel, RetryPolicy, SyncClient
+from client_sync.errors import AuthRejected, LinkFailure, UpgradeRequired
+from protocol import Ack, Batch, Collection, crm_registry
+from server_sync import add_device, create_app, get_record, revoke_device
+from server_sync.models import ops
+from server_sync.state import server_state
+from simulations.procs import free_port
+from simulations.rep import app_registry
+
+NO_WAIT = RetryPolicy(max_attempts=6)
+
+
+@dataclass
+class Setup:
+    app: Flask
+    device_id: str
+    token: str
+    tmp: Path
+    sleeps: list[float]
+
+    @property
+    def engine(self) -> sa.Engine:
+        return server_state(self.app).engine
+
+    def channel(self, name: str = "wifi", **kw: object) -> HttpChannel:
+        return HttpChannel(name, "http://server", self.token,
+                           transport=httpx.WSGITransport(app=self.app), **kw)  # type: ignore[arg-type]  # fmt: skip
+
+    def client(self, channels: list[object] | None = None, **kw: object) -> SyncClient:
+        return SyncClient(
+            self.tmp / "outbox.db", b"k" * 32, device_id=self.device_id,
+            channels=channels or [self.channel()], sleep=self.sleeps.append,
+            retry=NO_WAIT, **kw,  # type: ignore[arg-type]
+        )  # fmt: skip
+
+    def stored(self) -> list[sa.Row[tuple[str, str]]]:
+        with self.engine.connect() as conn:
+            return list(conn.execute(sa.select(ops.c.op_id, ops.c.status).order_by(ops.c.seq)))
+
+
+def make_setup(tmp: Path, registry: object = None) -> Setup:
+    app = create_app({"DATABASE_URL": f"sqlite:///{tmp / 'server.db'}", "REGISTRY": registry})
+    with server_state(app).engine.begin() as conn:
+        device_id, token = add_device(conn, "rep")
+    return Setup(app, device_id, token, tmp, [])
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> Iterator[Setup]:
+    s = make_setup(tmp_path)
+    yield s
+    s.engine.dispose()
+
+
+def test_recorded_entries_reach_the_server_once_with_normalised_fields(setup: Setup) -> None:
+    with setup.client() as client:
+        client.record("customers", "c1", {"name": "Wang Fang", "phone": "+86 139-1234-5678"})
+        with client.transaction():
+            client.record("customers", "c2", {"name": "Li Na"})
+            client.record("leads", "l1", {"name": "Li Na", "customer_id": "c2", "score": 7})
+        client.record("customers", "c1", {"notes": "prefers mornings"}, kind="patch")
+        report = client.sync_now()
+        assert (report.applied, report.remaining) == (4, 0)
+        assert client.stats()["acked"] == 4
+    with setup.engine.connect() as conn:
+        c1 = get_record(conn, "customers", "c1")
+        assert c1 is not None
+        assert (c1["phone"], c1["notes"]) == ("13912345678", "prefers mornings")
+        assert get_record(conn, "leads", "l1") is not None
+    assert [row.status for row in setup.stored()] == ["applied"] * 4
+
+
+class LosesAcks:
+    """A channel whose first answers are lost on the way back: the server did apply."""
+
+    def __init__(self, inner: HttpChannel, lose: int) -> None:
+        self.inner, self.lose = inner, lose
+        self.name, self.metered = inner.name, inner.metered
+
+    def send(self, batch: Batch) -> Ack:
+        ack = self.inner.send(batch)
+        if self.lose:
+            self.lose -= 1
+            raise LinkFailure("connection reset after the request was sent")
+        return ack
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_a_lost_ack_is_retried_and_answered_as_duplicate_not_applied_twice(setup: Setup) -> None:
+    with setup.client([LosesAcks(setup.channel(), lose=2)]) as client:
+        op_ids = [client.record("customers", f"c{i}", {"name": f"n{i}"}) for i in range(5)]
+        report = client.sync_now()
+        assert report.remaining == 0
+        assert setup.sleeps == [3.0, 30.0]
+        entries = client.entries(state="acked")
+    assert [e.op_id for e in entries] == op_ids
+    assert {e.status for e in entries} == {"duplicate"}
+    assert [row.op_id for row in setup.stored()] == op_ids  # stored once each
+
+
+def test_a_rejected_transaction_is_parked_and_does_not_block_the_rest(setup: Setup) -> None:
+    with setup.client(registry=app_registry()) as client:
+        first = client.record("customers", "ok1", {"name": "a"})
+        with client.transaction():
+            bad = client.record("customers", "bad", {"name": "b", "notes": "x" * 2001})
+            sibling = client.record("customers", "sib", {"name": "c"})
+        last = client.record("customers", "ok2", {"name": "d"})
+        report = client.sync_now()
+        assert (report.applied, report.parked, report.remaining) == (2, 2, 0)
+        parked = {p.op_id: p for p in client.parked()}
+    assert set(parked) == {bad, sibling}
+    assert (parked[bad].code, parked[bad].field) == ("too_long", "notes")
+    assert parked[sibling].code == "tx_rejected"
+    statuses = dict((row.op_id, row.status) for row in setup.stored())
+    assert statuses == {first: "applied", bad: "rejected", sibling: "rejected", last: "applied"}
+    with setup.engine.connect() as conn:
+        assert get_record(conn, "customers", "sib") is None  # all-or-nothing
+
+
+def test_an_unknown_schema_version_stops_sync_and_keeps_every_entry(tmp_path: Path) -> None:
+    newer = crm_registry()
+    customers = newer.get("customers")
+    newer.register(Collection("customers", customers.fields, schema_version=2))
+    s = make_setup(tmp_path, registry=newer)
+    with s.client() as client:
+        client.record("customers", "c1", {"name": "a"})
+        report = client.sync_now()
+        assert isinstance(report.last_error, UpgradeRequired)
+        assert client.stats()["pending"] == 1
+        assert "upgrade" in (client.status().stopped or "").lower()
+    assert s.stored() == []
+    s.engine.dispose()
+
+
+def test_a_revoked_device_is_refused_and_its_outbox_untouched(setup: Setup) -> None:
+    with setup.client() as client:
+        client.record("customers", "c1", {"name": "a"})
+        assert client.sync_now().applied == 1
+        with setup.engine.begin() as conn:
+            revoke_device(conn, setup.device_id)
+        client.record("customers", "c2", {"name": "b"})
+        report = client.sync_now()
+        assert isinstance(report.last_error, AuthRejected)
+        assert client.stats()["pending"] == 1
+        assert client.stats()["acked"] == 1
+    assert len(setup.stored()) == 1  # the revoked device's data already there stays
+
+
+def test_a_dead_wifi_falls_back_to_cellular_after_3s_30s(setup: Setup) -> None:
+    dead = HttpChannel("wifi", f"http://127.0.0.1:{free_port()}", setup.token, timeout=2.0)
+    cellular = setup.channel("cellular", metered=True)
+    with setup.client([dead, cellular]) as client:
+        for i in range(3):
+            client.record("customers", f"c{i}", {"name": "n"})
+        report = client.sync_now()
+        assert (report.applied, report.remaining) == (3, 0)
+        assert client.status().channel == "wifi"  # success resets to the preferred link
+    assert setup.sleeps == [3.0, 30.0]
