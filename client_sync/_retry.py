@@ -17,8 +17,9 @@ for a confused server). A success resets everything and returns to the preferred
 channel. This state lives in Backoff and outlives one drain pass, so a device that
 keeps failing does not restart at 3 s with every pass.
 
-``scale`` multiplies every wait, Retry-After included: a simulation shrinks time
-by one factor and the schedule keeps its shape.
+``scale`` multiplies every wait of the policy, so a simulation shrinks time by one
+factor and the schedule keeps its shape. It never shrinks a Retry-After: that is
+the server's instruction in real seconds, and coming back early violates it.
 """
 
 from __future__ import annotations
@@ -112,12 +113,14 @@ class Backoff:
             lower = min(policy.second_wait, ceiling)
             wait = self._rng.uniform(lower, ceiling) if policy.jitter else ceiling
             self._previous = wait
-        wait = min(wait, policy.max_wait)
+        wait = min(wait, policy.max_wait) * policy.scale
         retry_after = getattr(exc, "retry_after", None)
         if retry_after is not None:
+            # Retry-After is the server's instruction in its own real seconds: a
+            # simulation that shrinks our waits must still not come back early.
             wait = max(wait, min(float(retry_after), policy.max_retry_after))
-        self._upcoming = wait * policy.scale
-        return self._upcoming
+        self._upcoming = wait
+        return wait
 
     def succeeded(self) -> None:
         """A batch got through: start the schedule over on the preferred channel."""

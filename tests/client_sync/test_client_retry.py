@@ -139,14 +139,14 @@ def test_a_stopping_error_is_not_retried(
     assert client.status().stopped == "device_revoked: revoked"
 
 
-def test_scale_shrinks_every_wait_by_one_factor(
+def test_scale_shrinks_every_wait_of_ours_but_never_a_retry_after(
     make_client: MakeClient, server: FakeServer, sleeps: list[float]
 ) -> None:
-    wifi = ScriptedChannel("wifi", server, script=[down(), down(), busy(120)])
+    wifi = ScriptedChannel("wifi", server, script=[down(), down(), down(), busy(5)])
     client = make_client([wifi], retry=RetryPolicy(jitter=False).scaled(0.01))
     client.record("customers", "c1", {"name": "A"})
     client.sync_now()
-    assert sleeps == pytest.approx([0.03, 0.3, 1.2])
+    assert sleeps == pytest.approx([0.03, 0.3, 0.9, 5.0])
 
 
 @pytest.mark.parametrize(
