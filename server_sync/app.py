@@ -15,11 +15,15 @@ from protocol.constants import MAX_WIRE_BYTES
 
 from . import db
 from .errors import HttpError, Unavailable, first_line
+from .ratelimit import RateLimit
 from .state import EXTENSION, ServerState
 from .views import sync
 
 #: Environment variable naming the database when the config does not.
 DATABASE_URL_ENV = "FIELDSYNC_DATABASE_URL"
+
+#: Load-shedding settings, each also read from the environment as FIELDSYNC_<key>.
+RATE_KEYS = ("RATE_LIMIT_DEVICE", "RATE_LIMIT_TOTAL", "RATE_LIMIT_WINDOW")
 
 #: Machine codes for the HTTP errors werkzeug raises itself.
 _HTTP_CODES = {
@@ -37,13 +41,18 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     Config keys: ``DATABASE_URL`` (else env FIELDSYNC_DATABASE_URL, else
     ``sqlite:///<instance>/fieldsync.db``), ``AUTO_UPGRADE`` (migrate at start; default
     on for SQLite only), ``REGISTRY`` (a protocol.Registry; default the CRM one),
-    ``MAX_CONTENT_LENGTH`` (default protocol.constants.MAX_WIRE_BYTES).
+    ``MAX_CONTENT_LENGTH`` (default protocol.constants.MAX_WIRE_BYTES),
+    ``RATE_LIMIT_DEVICE`` / ``RATE_LIMIT_TOTAL`` (batches per ``RATE_LIMIT_WINDOW``
+    seconds, default 1; else env FIELDSYNC_RATE_LIMIT_DEVICE / _TOTAL / _WINDOW;
+    unset: no load shedding).
     """
     app = Flask("server_sync")
     app.config.update(
         DATABASE_URL=None, AUTO_UPGRADE=None, REGISTRY=None, MAX_CONTENT_LENGTH=MAX_WIRE_BYTES
     )
+    app.config.update({key: os.environ.get(f"FIELDSYNC_{key}") for key in RATE_KEYS})
     app.config.update(config or {})
+    rate_limit = _rate_limit(app.config)
     url = app.config["DATABASE_URL"] or os.environ.get(DATABASE_URL_ENV) or _default_url(app)
     app.config["DATABASE_URL"] = url
     engine = db.create_engine(url)
@@ -56,10 +65,27 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         except BaseException:
             engine.dispose()
             raise
-    app.extensions[EXTENSION] = ServerState(engine, app.config["REGISTRY"] or crm_registry())
+    app.extensions[EXTENSION] = ServerState(
+        engine, app.config["REGISTRY"] or crm_registry(), rate_limit
+    )
     app.register_blueprint(sync)
     app.register_error_handler(Exception, render_error)
     return app
+
+
+def _rate_limit(config: dict[str, Any]) -> RateLimit:
+    def number(key: str, kind: type[int] | type[float]) -> Any:
+        value = config.get(key)
+        try:
+            return None if value in (None, "") else kind(value)
+        except ValueError as exc:
+            raise ValueError(f"{key} must be a number, not {value!r}") from exc
+
+    return RateLimit(
+        per_device=number("RATE_LIMIT_DEVICE", int),
+        total=number("RATE_LIMIT_TOTAL", int),
+        window=number("RATE_LIMIT_WINDOW", float) or 1.0,
+    )
 
 
 def render_error(exc: Exception) -> Response:
@@ -74,8 +100,8 @@ def render_error(exc: Exception) -> Response:
         for name, value in exc.get_headers():
             if name.lower() != "content-type":
                 response.headers[name] = value
-    if isinstance(exc, Unavailable):
-        response.headers["Retry-After"] = "1"
+    if isinstance(exc, HttpError) and exc.retry_after is not None:
+        response.headers["Retry-After"] = str(exc.retry_after)
     return response
 
 

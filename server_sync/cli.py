@@ -35,12 +35,45 @@ def main() -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--rate-limit-device",
+    type=click.IntRange(min=1),
+    envvar="FIELDSYNC_RATE_LIMIT_DEVICE",
+    help="Batches one device may send per window; more get 429 + Retry-After.",
+)
+@click.option(
+    "--rate-limit-total",
+    type=click.IntRange(min=1),
+    envvar="FIELDSYNC_RATE_LIMIT_TOTAL",
+    help="Batches all devices together may send per window.",
+)
+@click.option(
+    "--rate-limit-window",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    envvar="FIELDSYNC_RATE_LIMIT_WINDOW",
+    help="Seconds per rate-limit window.",
+)
 @_database_url
-def serve(host: str, port: int, database_url: str | None) -> None:
+def serve(
+    host: str,
+    port: int,
+    *,
+    rate_limit_device: int | None,
+    rate_limit_total: int | None,
+    rate_limit_window: float,
+    database_url: str | None,
+) -> None:
     """Run the server (threaded werkzeug; use gunicorn 'server_sync.wsgi:app' in production)."""
     from werkzeug.serving import run_simple
 
-    with _app(database_url) as app:
+    limits: dict[str, Any] = {
+        "RATE_LIMIT_DEVICE": rate_limit_device,
+        "RATE_LIMIT_TOTAL": rate_limit_total,
+        "RATE_LIMIT_WINDOW": rate_limit_window,
+    }
+    with _app(database_url, **limits) as app:
         run_simple(host, port, app, threaded=True, use_reloader=False)
 
 
@@ -106,9 +139,11 @@ def devices_list(as_json: bool, database_url: str | None) -> None:
 
 
 @contextmanager
-def _app(database_url: str | None, *, auto_upgrade: bool | None = None) -> Iterator[Flask]:
+def _app(
+    database_url: str | None, *, auto_upgrade: bool | None = None, **extra: Any
+) -> Iterator[Flask]:
     """An app for one command; errors become a one-line message and a non-zero exit."""
-    config: dict[str, Any] = {"AUTO_UPGRADE": auto_upgrade}
+    config: dict[str, Any] = {"AUTO_UPGRADE": auto_upgrade, **extra}
     if database_url:
         config["DATABASE_URL"] = database_url
     app: Flask | None = None

@@ -9,7 +9,10 @@
         ├── NotFound                404 not_found
         ├── PayloadTooLarge         413 payload_too_large
         ├── UnsupportedMediaType    415 unsupported_media_type
+        ├── RateLimited             429 rate_limited        over the load-shedding limit
         └── Unavailable             503 unavailable         database down or busy (retryable)
+
+An error with ``retry_after`` (seconds) is answered with that Retry-After header.
 
 Errors of the wire format come from ``protocol.errors``: ProtocolError renders as
 400 ``malformed_batch``, UnsupportedVersion as 426 ``upgrade_required``.
@@ -27,6 +30,7 @@ class HttpError(ServerError):
 
     status = 500
     code = "internal"
+    retry_after: int | None = None
 
     def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
         super().__init__(message)
@@ -81,12 +85,27 @@ class UnsupportedMediaType(HttpError):
     code = "unsupported_media_type"
 
 
+class RateLimited(HttpError):
+    """More batches than the configured rate: shed, come back after ``retry_after`` s."""
+
+    status = 429
+    code = "rate_limited"
+    retryable = True
+
+    def __init__(
+        self, message: str, *, retry_after: int, details: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(message, {**(details or {}), "retry_after": retry_after})
+        self.retry_after = retry_after
+
+
 class Unavailable(HttpError):
     """The database cannot serve the request now; try again later."""
 
     status = 503
     code = "unavailable"
     retryable = True
+    retry_after = 1
 
 
 def first_line(exc: BaseException) -> str:

@@ -71,3 +71,12 @@ record_fields = sa.Table(
     sa.Column("value_json", ordered_text(), nullable=False),
     sa.Column("hlc", ordered_text(64), nullable=False),
 )
+
+
+rate_windows = sa.Table(
+    "rate_windows",
+    metadata,
+    sa.Column("scope", sa.String(80), primary_key=True),
+    sa.Column("window", sa.BigInteger(), primary_key=True),
+    sa.Column("count", sa.Integer(), nullable=False),
+)

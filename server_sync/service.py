@@ -23,7 +23,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from conflict import hlc
 from protocol import (
@@ -38,6 +37,7 @@ from protocol import (
     canonical_json,
 )
 
+from .db import upsert_into
 from .errors import WrongDevice
 from .models import ops, record_fields
 
@@ -201,11 +201,7 @@ def _write_fields(conn: sa.Connection, writes: dict[_FieldKey, _FieldValue]) -> 
     """Upsert field values; an existing value survives unless ours has a greater (hlc, value)."""
     if not writes:
         return
-    insert = (
-        postgresql.insert(record_fields)
-        if conn.dialect.name == "postgresql"
-        else sqlite.insert(record_fields)
-    )
+    insert = upsert_into(conn, record_fields)
     current, incoming = record_fields.c, insert.excluded
     stmt = insert.on_conflict_do_update(
         index_elements=[current.collection, current.record_id, current.field],

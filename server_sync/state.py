@@ -1,13 +1,15 @@
-"""What one app instance holds: its engine and its collection registry."""
+"""What one app instance holds: its engine, collection registry and rate limit."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 from flask import Flask
 
 from protocol import Registry
+
+from .ratelimit import RateLimit
 
 EXTENSION = "fieldsync"
 
@@ -18,6 +20,7 @@ class ServerState:
 
     engine: sa.Engine
     registry: Registry
+    rate_limit: RateLimit = field(default_factory=RateLimit)
 
 
 def server_state(app: Flask) -> ServerState:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import sqlalchemy as sa
 from flask import Blueprint, Response, current_app, jsonify, request
 
@@ -10,6 +12,7 @@ from protocol.constants import CONTENT_ENCODINGS, MEDIA_TYPE
 
 from .auth import authenticate
 from .errors import Unavailable, UnsupportedMediaType, first_line
+from .ratelimit import admit
 from .service import apply_batch
 from .state import server_state
 
@@ -22,6 +25,9 @@ def post_batch() -> Response:
     state = server_state(current_app)
     with state.engine.begin() as conn:
         device_id = authenticate(conn, request.headers.get("Authorization"))
+        # Shed load before reading the body. A refusal rolls this transaction back,
+        # so a refused batch does not use up the window.
+        admit(conn, device_id, state.rate_limit, time.time())
     _require_media_type()
     body = decompress(request.get_data(cache=False), _content_encoding())
     batch = decode_batch(body)

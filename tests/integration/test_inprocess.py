@@ -11,8 +11,8 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 
-from client_sync import HttpChannel, RetryPolicy, SyncClient
-from client_sync.errors import AuthRejected, LinkFailure, UpgradeRequired
+from client_sync import HttpChannel, OutboxConfig, RetryPolicy, SyncClient
+from client_sync.errors import AuthRejected, LinkFailure, ServerBusy, UpgradeRequired
 from protocol import Ack, Batch, Collection, crm_registry
 from server_sync import add_device, create_app, get_record, revoke_device
 from server_sync.models import ops
@@ -40,10 +40,11 @@ class Setup:
                            transport=httpx.WSGITransport(app=self.app), **kw)  # type: ignore[arg-type]  # fmt: skip
 
     def client(self, channels: list[object] | None = None, **kw: object) -> SyncClient:
+        kw.setdefault("retry", NO_WAIT)
         return SyncClient(
             self.tmp / "outbox.db", b"k" * 32, device_id=self.device_id,
             channels=channels or [self.channel()], sleep=self.sleeps.append,
-            retry=NO_WAIT, **kw,  # type: ignore[arg-type]
+            **kw,  # type: ignore[arg-type]
         )  # fmt: skip
 
     def stored(self) -> list[sa.Row[tuple[str, str]]]:
@@ -51,8 +52,10 @@ class Setup:
             return list(conn.execute(sa.select(ops.c.op_id, ops.c.status).order_by(ops.c.seq)))
 
 
-def make_setup(tmp: Path, registry: object = None) -> Setup:
-    app = create_app({"DATABASE_URL": f"sqlite:///{tmp / 'server.db'}", "REGISTRY": registry})
+def make_setup(tmp: Path, registry: object = None, **config: object) -> Setup:
+    app = create_app(
+        {"DATABASE_URL": f"sqlite:///{tmp / 'server.db'}", "REGISTRY": registry, **config}
+    )
     with server_state(app).engine.begin() as conn:
         device_id, token = add_device(conn, "rep")
     return Setup(app, device_id, token, tmp, [])
@@ -147,6 +150,20 @@ def test_an_unknown_schema_version_stops_sync_and_keeps_every_entry(tmp_path: Pa
     s.engine.dispose()
 
 
+def test_an_old_protocol_version_is_refused_then_delivered_after_the_upgrade(
+    setup: Setup,
+) -> None:
+    with setup.client(config=OutboxConfig(protocol_version="0.9")) as client:
+        client.record("customers", "c1", {"name": "a"})
+        report = client.sync_now()
+        assert isinstance(report.last_error, UpgradeRequired)
+        assert client.stats()["pending"] == 1
+    assert setup.stored() == []
+    with setup.client() as client:  # the same outbox, opened by the upgraded app
+        assert client.sync_now().applied == 1
+    assert len(setup.stored()) == 1
+
+
 def test_a_revoked_device_is_refused_and_its_outbox_untouched(setup: Setup) -> None:
     with setup.client() as client:
         client.record("customers", "c1", {"name": "a"})
@@ -171,3 +188,20 @@ def test_a_dead_wifi_falls_back_to_cellular_after_3s_30s(setup: Setup) -> None:
         assert (report.applied, report.remaining) == (3, 0)
         assert client.status().channel == "wifi"  # success resets to the preferred link
     assert setup.sleeps == [3.0, 30.0]
+
+
+def test_a_shed_batch_waits_out_the_retry_after_and_stays_pending(tmp_path: Path) -> None:
+    s = make_setup(tmp_path, RATE_LIMIT_DEVICE=1, RATE_LIMIT_WINDOW=3600)
+    with s.client(retry=RetryPolicy(max_attempts=2)) as client:
+        for t in range(6):  # 600 entries: two batches, the second over the limit
+            with client.transaction():
+                for i in range(100):
+                    client.record("customers", f"c{t}-{i}", {"name": "n"})
+        report = client.sync_now()
+        assert isinstance(report.last_error, ServerBusy)
+        retry_after = report.last_error.retry_after
+        assert retry_after is not None and retry_after >= 1
+        assert s.sleeps == [max(3.0, retry_after)]
+        assert (report.applied, client.stats()["pending"]) == (500, 100)
+    assert len(s.stored()) == 500
+    s.engine.dispose()
