@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -24,6 +22,7 @@ from conflict import Hlc
 from protocol import PROTOCOL_VERSION, Ack, Batch, Entry, compress, decode_ack, encode_batch
 from server_sync import add_device, create_app, create_engine, upgrade
 from server_sync.state import server_state
+from simulations.procs import wait_ready
 
 TABLES = ("devices", "ops", "record_fields")
 
@@ -161,13 +160,6 @@ def pg_schema_url(pg_url: str) -> Iterator[str]:
         admin.dispose()
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class ServerProcess:
     """A server running in a child process on 127.0.0.1."""
@@ -209,17 +201,10 @@ def spawn(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
 
 
 def _wait_healthy(server: ServerProcess, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            break
-        try:
-            if httpx.get(f"{server.base_url}/healthz", timeout=1.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"server did not get healthy:\n{server.log.read_text()}")
+    try:
+        wait_ready(server.base_url, timeout, proc=server.process)
+    except (RuntimeError, TimeoutError) as exc:
+        raise AssertionError(f"server did not get healthy:\n{server.log.read_text()}") from exc
 
 
 PYTHON = sys.executable

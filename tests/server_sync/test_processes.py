@@ -13,7 +13,8 @@ import sqlalchemy as sa
 from conflict import Hlc
 from protocol import Ack, Batch, Entry, compress, decode_ack, encode_batch
 from server_sync import add_device, create_engine, get_record, upgrade
-from tests.server_sync.conftest import PYTHON, ServerProcess, free_port
+from simulations.procs import free_port
+from tests.server_sync.conftest import PYTHON, ServerProcess
 
 pytestmark = pytest.mark.slow
 

@@ -18,7 +18,8 @@ from server_sync.errors import RateLimited
 from server_sync.models import rate_windows
 from server_sync.ratelimit import RateLimit, admit
 from server_sync.state import server_state
-from tests.server_sync.conftest import PYTHON, ServerProcess, Wire, error_of, free_port, rows
+from simulations.procs import free_port
+from tests.server_sync.conftest import PYTHON, ServerProcess, Wire, error_of, rows
 
 
 @pytest.fixture
