@@ -235,9 +235,11 @@ def test_local_address_binds_the_source_ip_on_a_real_socket(
     loopback_server: tuple[str, list[str]],
 ) -> None:
     url, peers = loopback_server
-    with HttpChannel("wifi", url, "tok", local_address="127.0.0.1") as wifi:
+    # 127.0.0.2 is loopback too, but not the default source address: only a real
+    # bind makes the server see it.
+    with HttpChannel("wifi", url, "tok", local_address="127.0.0.2") as wifi:
         assert len(wifi.send(a_batch()).results) == 2
-    assert peers == ["127.0.0.1"]
+    assert peers == ["127.0.0.2"]
 
 
 def test_an_unreachable_server_is_a_link_failure_on_a_real_socket() -> None:
