@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TypeVar
@@ -82,14 +83,24 @@ class RetryPolicy:
 class Backoff:
     """Retry state that outlives an attempt: failure counts, channel in use, last wait."""
 
-    def __init__(self, policy: RetryPolicy, channels: ChannelSet, rng: random.Random) -> None:
+    def __init__(
+        self,
+        policy: RetryPolicy,
+        channels: ChannelSet,
+        rng: random.Random,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.policy = policy
         self.channels = channels
         self._rng = rng
+        self._monotonic = monotonic
         self.failures = 0
         self.link_failures = 0
         self._previous = policy.second_wait
         self._upcoming = 0.0
+        #: No request before this (monotonic) time: the last Retry-After, which outlives
+        #: a drain pass, so neither a new pass nor ``sync_now()`` comes back early.
+        self._not_before = 0.0
 
     def failed(self, exc: BaseException | None) -> float:
         """Account for one failed attempt; return the wait before the next one."""
@@ -118,7 +129,9 @@ class Backoff:
         if retry_after is not None:
             # Retry-After is the server's instruction in its own real seconds: a
             # simulation that shrinks our waits must still not come back early.
-            wait = max(wait, min(float(retry_after), policy.max_retry_after))
+            held = min(float(retry_after), policy.max_retry_after)
+            wait = max(wait, held)
+            self._not_before = self._monotonic() + held
         self._upcoming = wait
         return wait
 
@@ -127,6 +140,7 @@ class Backoff:
         self.failures = 0
         self.link_failures = 0
         self._previous = self.policy.second_wait
+        self._not_before = 0.0
         self.channels.reset()
 
     def run(
@@ -137,6 +151,9 @@ class Backoff:
         halt: threading.Event,
     ) -> T:
         """Call ``attempt(current_channel)`` until it returns or raises a non-retryable error."""
+        left = self._not_before - self._monotonic()
+        if left > 0:
+            sleep(left)  # a Retry-After from an earlier pass still holds
         stop: tenacity.stop.stop_base = tenacity.stop_when_event_set(halt)
         if self.policy.max_attempts is not None:
             stop = stop | tenacity.stop_after_attempt(self.policy.max_attempts)

@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +74,20 @@ def enrol(name: str, database_url: str) -> Enrolment:
     return Enrolment(out["device_id"], out["token"])
 
 
+def enrol_many(names: Sequence[str], database_url: str) -> list[Enrolment]:
+    """Enrol many devices in one process (a command per device takes ~1 s each)."""
+    from server_sync import add_device, create_app
+    from server_sync.state import server_state
+
+    app = create_app({"DATABASE_URL": database_url})
+    engine = server_state(app).engine
+    try:
+        with engine.begin() as conn:
+            return [Enrolment(*add_device(conn, name)) for name in names]
+    finally:
+        engine.dispose()
+
+
 def wait_ready(
     url: str, timeout: float = 30.0, proc: subprocess.Popen[bytes] | None = None
 ) -> None:
@@ -93,11 +107,15 @@ def wait_ready(
 
 @contextmanager
 def server_process(
-    database_url: str, port: int | None = None, log: Path | None = None
+    database_url: str,
+    port: int | None = None,
+    log: Path | None = None,
+    extra_args: Sequence[str] = (),
 ) -> Iterator[LiveServer]:
-    """Run ``fieldsync-server serve`` on 127.0.0.1 until the block ends."""
+    """Run ``fieldsync-server serve [EXTRA_ARGS]`` on 127.0.0.1 until the block ends."""
     port = port or free_port()
     cmd = [sys.executable, "-m", "server_sync.cli", "serve", "--host", HOST, "--port", str(port)]
+    cmd += extra_args
     env = {**os.environ, "FIELDSYNC_DATABASE_URL": database_url}
     out = log.open("ab") if log is not None else subprocess.DEVNULL
     proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)

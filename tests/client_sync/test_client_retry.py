@@ -87,6 +87,22 @@ def test_retry_after_is_honoured_even_above_the_schedule(
     assert sleeps[2] == 3600.0  # an absurd one is held to max_retry_after
 
 
+def test_a_retry_after_outlives_the_drain_pass_so_sync_now_does_not_come_back_early(
+    make_client: MakeClient, server: FakeServer, sleeps: list[float]
+) -> None:
+    wifi = ScriptedChannel("wifi", server, script=[busy(120)])
+    client = make_client([wifi], retry=RetryPolicy(max_attempts=1))
+    client.record("customers", "c1", {"name": "A"})
+    assert isinstance(client.sync_now().last_error, ServerBusy)
+    assert (sleeps, len(wifi.batches)) == ([], 1)  # the pass ended on the 429
+    report = client.sync_now()  # e.g. the app's "sync now" button, a second later
+    assert len(sleeps) == 1 and 119 < sleeps[0] <= 120  # waited out the Retry-After first
+    assert (report.applied, len(wifi.batches)) == (1, 2)
+    client.record("customers", "c2", {"name": "B"})
+    client.sync_now()
+    assert len(sleeps) == 1  # a success clears it
+
+
 def test_server_busy_never_switches_channel(
     make_client: MakeClient, server: FakeServer, sleeps: list[float]
 ) -> None:
