@@ -1,4 +1,4 @@
-# The two commands a newcomer needs: `make demo` and `make test`.
+# The two commands a newcomer needs: `make demo` and `make test` (`make bench` measures).
 # Each creates .venv and installs fieldsync with its dev tools on first use.
 
 PYTHON ?= python3
@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck unit clean
+.PHONY: demo test lint typecheck unit bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,7 +27,15 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-test: lint typecheck unit
+# bench-quick only proves the benchmarks still run (tiny sizes, no thresholds).
+test: lint typecheck unit bench-quick
+
+# Every figure a ratio against a baseline measured in the same run; see docs/performance.md.
+bench: $(STAMP)
+	$(PY) -m benchmarks $(BENCH_ARGS)
+
+bench-quick: $(STAMP)
+	$(PY) -m benchmarks --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache demo-run

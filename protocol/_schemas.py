@@ -60,21 +60,9 @@ class BatchSchema(Schema):
 
     @validates_schema
     def _coherent(self, data: dict[str, Any], **_: Any) -> None:
-        entries: list[Entry] = data.get("entries", [])
-        device_id = data.get("device_id")
-        for i, entry in enumerate(entries):
-            if entry.device_id != device_id:
-                raise ValidationError({"entries": {i: ["device_id differs from the batch's"]}})
-        if len({e.op_id for e in entries}) != len(entries):
-            raise ValidationError({"entries": ["op_id repeated within the batch"]})
-        seqs = [e.seq for e in entries]
-        if seqs != sorted(set(seqs)):
-            raise ValidationError({"entries": ["seq must strictly increase"]})
-        seen: set[str] = set()
-        for prev, entry in zip([None, *entries], entries, strict=False):
-            if prev is not None and entry.tx_id != prev.tx_id and entry.tx_id in seen:
-                raise ValidationError({"entries": ["a transaction's entries must be contiguous"]})
-            seen.add(entry.tx_id)
+        error = _incoherence(data.get("device_id"), data.get("entries", []))
+        if error is not None:
+            raise ValidationError(error)
 
     @post_load
     def _make(self, data: dict[str, Any], **_: Any) -> Batch:
@@ -106,3 +94,137 @@ class AckSchema(Schema):
     @post_load
     def _make(self, data: dict[str, Any], **_: Any) -> Ack:
         return Ack(batch_id=data["batch_id"], results=tuple(data["results"]))
+
+
+def _incoherence(device_id: object, entries: list[Entry]) -> dict[str, Any] | None:
+    """Why a batch's entries do not hang together, or None if they do."""
+    for i, entry in enumerate(entries):
+        if entry.device_id != device_id:
+            return {"entries": {i: ["device_id differs from the batch's"]}}
+    if len({e.op_id for e in entries}) != len(entries):
+        return {"entries": ["op_id repeated within the batch"]}
+    seqs = [e.seq for e in entries]
+    if seqs != sorted(set(seqs)):
+        return {"entries": ["seq must strictly increase"]}
+    seen: set[str] = set()
+    for prev, entry in zip([None, *entries], entries, strict=False):
+        if prev is not None and entry.tx_id != prev.tx_id and entry.tx_id in seen:
+            return {"entries": ["a transaction's entries must be contiguous"]}
+        seen.add(entry.tx_id)
+    return None
+
+
+# -- fast paths ---------------------------------------------------------------------
+#
+# marshmallow costs ~100 us per entry, most of a batch's decoding. The functions
+# below accept only input that is plainly valid under the schemas above (exact key
+# sets, exact types, the same limits) and build the same values; anything else
+# returns None and the caller runs the schema, which accepts or explains as before.
+# So they can only be narrower than the schemas, never wider; a property test
+# checks they agree wherever they answer.
+
+_ENTRY_KEYS = frozenset(EntrySchema().fields.keys() - {"fields_"} | {"fields"})
+_BATCH_KEYS = frozenset(("protocol_version", "batch_id", "device_id", "entries"))
+_RESULT_KEYS = frozenset(("op_id", "status", "code", "field", "message", "original"))
+_ACK_KEYS = frozenset(("batch_id", "results"))
+
+
+def _text(value: object, most: int) -> bool:
+    return type(value) is str and 0 < len(value) <= most
+
+
+def _positive(value: object) -> bool:
+    return type(value) is int and value >= 1
+
+
+def fast_entry(raw: object) -> Entry | None:
+    """The Entry ``EntrySchema`` would load from ``raw``, or None to ask the schema."""
+    if type(raw) is not dict or raw.keys() != _ENTRY_KEYS:
+        return None
+    values = raw["fields"]
+    if not (
+        _text(raw["op_id"], 64)
+        and _text(raw["device_id"], 64)
+        and _text(raw["tx_id"], 64)
+        and _text(raw["hlc"], 64)
+        and _text(raw["collection"], MAX_NAME_LENGTH)
+        and _text(raw["record_id"], MAX_NAME_LENGTH)
+        and type(raw["kind"]) is str
+        and raw["kind"] in KINDS
+        and _positive(raw["seq"])
+        and _positive(raw["schema_version"])
+        and type(values) is dict
+        and len(values) <= MAX_FIELDS_PER_ENTRY
+        and all(_text(k, MAX_NAME_LENGTH) for k in values)
+    ):
+        return None
+    return Entry(
+        op_id=raw["op_id"],
+        device_id=raw["device_id"],
+        seq=raw["seq"],
+        tx_id=raw["tx_id"],
+        hlc=raw["hlc"],
+        collection=raw["collection"],
+        record_id=raw["record_id"],
+        kind=raw["kind"],
+        fields=dict(values),
+        schema_version=raw["schema_version"],
+    )
+
+
+def fast_batch(raw: object) -> Batch | None:
+    """The Batch ``BatchSchema`` would load from ``raw``, or None to ask the schema."""
+    if type(raw) is not dict or raw.keys() != _BATCH_KEYS:
+        return None
+    items = raw["entries"]
+    if not (
+        _text(raw["protocol_version"], 16)
+        and _text(raw["batch_id"], 64)
+        and _text(raw["device_id"], 64)
+        and type(items) is list
+        and 1 <= len(items) <= MAX_ENTRIES_PER_BATCH
+    ):
+        return None
+    entries = []
+    for item in items:
+        entry = fast_entry(item)
+        if entry is None:
+            return None
+        entries.append(entry)
+    if _incoherence(raw["device_id"], entries) is not None:
+        return None
+    return Batch(raw["protocol_version"], raw["batch_id"], raw["device_id"], tuple(entries))
+
+
+def fast_result(raw: object, depth: int = 0) -> Result | None:
+    """The Result ``ResultSchema`` would load from ``raw``, or None to ask the schema."""
+    if type(raw) is not dict or not raw.keys() <= _RESULT_KEYS or depth > 4:
+        return None
+    status = raw.get("status")
+    if not (_text(raw.get("op_id"), 64) and type(status) is str and status in STATUSES):
+        return None
+    texts = [raw.get(k) for k in ("code", "field", "message")]
+    if not all(t is None or type(t) is str for t in texts):
+        return None
+    original = raw.get("original")
+    if original is not None:
+        original = fast_result(original, depth + 1)
+        if original is None:
+            return None
+    return Result(raw["op_id"], status, texts[0], texts[1], texts[2], original)
+
+
+def fast_ack(raw: object) -> Ack | None:
+    """The Ack ``AckSchema`` would load from ``raw``, or None to ask the schema."""
+    if type(raw) is not dict or raw.keys() != _ACK_KEYS or not _text(raw["batch_id"], 64):
+        return None
+    items = raw["results"]
+    if type(items) is not list:
+        return None
+    results = []
+    for item in items:
+        result = fast_result(item)
+        if result is None:
+            return None
+        results.append(result)
+    return Ack(raw["batch_id"], tuple(results))

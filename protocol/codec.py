@@ -10,7 +10,7 @@ from typing import Any, cast
 
 from marshmallow import Schema, ValidationError
 
-from ._schemas import AckSchema, BatchSchema
+from ._schemas import AckSchema, BatchSchema, fast_ack, fast_batch
 from .constants import CONTENT_ENCODINGS, MAX_INFLATED_BYTES, PROTOCOL_MAJOR
 from .errors import ProtocolError, UnsupportedVersion
 from .model import Ack, Batch
@@ -19,16 +19,20 @@ _BATCH = BatchSchema()
 _ACK = AckSchema()
 
 
+#: What ``json.dumps`` would build for these options on every call; made once.
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
+
+
 def canonical_json(value: Any) -> bytes:
     """Encode ``value`` as canonical JSON: sorted keys, no spaces, UTF-8, no NaN."""
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode()
+    return _CANONICAL.encode(value).encode()
 
 
 def to_wire(message: Batch | Ack) -> dict[str, Any]:
     """The plain-dict wire form of a message (``None`` members left out of results)."""
-    return cast(dict[str, Any], _prune(dataclasses.asdict(message)))
+    return cast(dict[str, Any], _plain(message))
 
 
 def encode_batch(batch: Batch) -> bytes:
@@ -45,12 +49,13 @@ def decode_batch(data: bytes) -> Batch:
     """Decode JSON bytes into a Batch; raise ProtocolError or UnsupportedVersion."""
     raw = _parse(data)
     check_version(raw.get("protocol_version"))
-    return cast(Batch, _load(_BATCH, raw, "batch"))
+    return fast_batch(raw) or cast(Batch, _load(_BATCH, raw, "batch"))
 
 
 def decode_ack(data: bytes) -> Ack:
     """Decode JSON bytes into an Ack; raise ProtocolError."""
-    return cast(Ack, _load(_ACK, _parse(data), "ack"))
+    raw = _parse(data)
+    return fast_ack(raw) or cast(Ack, _load(_ACK, raw, "ack"))
 
 
 def check_version(version: object) -> None:
@@ -125,14 +130,36 @@ def _load(schema: Schema, raw: dict[str, Any], what: str) -> Any:
         raise ProtocolError(f"malformed {what}", messages) from exc
 
 
-def _prune(value: Any) -> Any:
-    """Drop ``None`` members of messages; an entry's ``fields`` keep their nulls."""
+_SCALARS = frozenset((str, int, float, bool, type(None)))
+
+#: Member names of each message class, in declaration order.
+_MEMBERS: dict[type, tuple[str, ...]] = {}
+
+
+def _plain(value: Any, keep_nones: bool = False) -> Any:
+    """Messages as plain dicts and lists, ``None`` members left out, an entry's
+    ``fields`` kept whole, nulls included.
+
+    The same result as ``dataclasses.asdict`` then pruning, without asdict's deep
+    copies (they were most of the cost of encoding a batch).
+    """
+    cls = type(value)
+    if cls in _SCALARS:
+        return value
+    names = _MEMBERS.get(cls)
+    if names is None and dataclasses.is_dataclass(value) and not isinstance(value, type):
+        names = _MEMBERS[cls] = tuple(f.name for f in dataclasses.fields(value))
+    if names is not None:
+        out: dict[str, Any] = {}
+        for name in names:
+            member = getattr(value, name)
+            if name == "fields":
+                out[name] = _plain(member, keep_nones=True)
+            elif member is not None or keep_nones:
+                out[name] = _plain(member, keep_nones)
+        return out
     if isinstance(value, dict):
-        return {
-            k: (v if k == "fields" else _prune(v))
-            for k, v in value.items()
-            if v is not None or k == "fields"
-        }
+        return {k: _plain(v, keep_nones) for k, v in value.items() if v is not None or keep_nones}
     if isinstance(value, list | tuple):
-        return [_prune(v) for v in value]
+        return [_plain(v, keep_nones) for v in value]
     return value

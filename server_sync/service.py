@@ -44,6 +44,9 @@ from .models import ops, record_fields
 #: The field a delete sets to true and an upsert or patch sets to false.
 DELETED = "__deleted__"
 
+_ENTRY_MEMBERS = tuple(f.name for f in dataclasses.fields(Entry))
+_RESULT_MEMBERS = tuple(f.name for f in dataclasses.fields(Result))
+
 _FieldKey = tuple[str, str, str]  # collection, record_id, field
 _FieldValue = tuple[str, str]  # hlc, value_json: compared as a pair, greater wins
 
@@ -89,9 +92,12 @@ def apply_batch(
     stored = _load_stored(conn, device_id, [e.op_id for e in batch.entries])
     _check_versions(batch.entries, registry, stored)
     run = _Run(conn, batch, registry, now or datetime.now(UTC), stored)
-    answers: dict[str, Result] = {}
-    for group in _groups(batch.entries):
-        answers.update(_apply_group(run, group))
+    groups = list(_groups(batch.entries))
+    answers = _apply_all(run, groups)
+    if answers is None:  # another process stored some of these ops: group by group
+        answers = {}
+        for group in groups:
+            answers.update(_apply_group(run, group))
     _write_fields(conn, run.writes)
     return Ack(batch.batch_id, tuple(answers[e.op_id] for e in batch.entries))
 
@@ -107,6 +113,41 @@ def get_record(conn: sa.Connection, collection: str, record_id: str) -> dict[str
     if not values or values.pop(DELETED, False):
         return None
     return values
+
+
+def _apply_all(run: _Run, groups: Sequence[Sequence[Entry]]) -> dict[str, Result] | None:
+    """The common case in one statement: every group's new ops under one SAVEPOINT.
+
+    Verdicts are the ones ``_apply_group`` would give (each transaction judged on its
+    own). If the insert hits the unique constraint (a racing process, or an op_id
+    twice in the batch), nothing is kept and None sends the caller group by group.
+    """
+    stored = run.stored
+    answers: dict[str, Result] = {}
+    rows: list[dict[str, Any]] = []
+    judged: list[tuple[list[Entry], dict[str, dict[str, Any]]]] = []
+    for group in groups:
+        replays = {e.op_id: _replay(e, stored[e.op_id]) for e in group if e.op_id in stored}
+        answers.update(replays)
+        new = [e for e in group if e.op_id not in stored]
+        if not new:
+            continue
+        blocker = next((e.op_id for e in group if _rejected(replays.get(e.op_id))), None)
+        verdicts, values = _judge(new, run.registry, blocker)
+        rows.extend(_op_row(run, e, verdicts[e.op_id]) for e in new)
+        answers.update(verdicts)
+        judged.append((new, values))
+    if rows:
+        try:
+            with run.conn.begin_nested():
+                run.conn.execute(ops.insert(), rows)
+        except sa.exc.IntegrityError:
+            return None
+    for new, values in judged:
+        for entry in new:
+            if entry.op_id in values:
+                _collect_writes(entry, values[entry.op_id], run.writes)
+    return answers
 
 
 def _apply_group(run: _Run, group: Sequence[Entry]) -> dict[str, Result]:
@@ -276,11 +317,16 @@ def _op_row(run: _Run, entry: Entry, verdict: Result) -> dict[str, Any]:
 
 def _digest(entry: Entry) -> str:
     """What makes two entries with one op_id the same entry."""
-    return hashlib.sha256(canonical_json(dataclasses.asdict(entry))).hexdigest()
+    # The bytes of canonical_json(dataclasses.asdict(entry)), without asdict's deep copy.
+    plain = {name: getattr(entry, name) for name in _ENTRY_MEMBERS}
+    return hashlib.sha256(canonical_json(plain)).hexdigest()
 
 
 def _without_nones(result: Result) -> dict[str, Any]:
-    return {k: v for k, v in dataclasses.asdict(result).items() if v is not None}
+    if result.original is not None:
+        return {k: v for k, v in dataclasses.asdict(result).items() if v is not None}
+    members = ((name, getattr(result, name)) for name in _RESULT_MEMBERS)
+    return {k: v for k, v in members if v is not None}
 
 
 def _groups(entries: Sequence[Entry]) -> Iterator[list[Entry]]:

@@ -142,3 +142,38 @@ def _wait_until_blocked(engine: sa.Engine, second: dict[str, object]) -> None:
                 return
             time.sleep(0.02)
     raise AssertionError("the second transaction never waited for the first")
+
+
+def test_a_race_lost_on_some_transactions_still_applies_the_others(
+    sqlite_engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The whole batch is inserted under one savepoint first; when that hits the
+    # unique constraint, each transaction must be answered on its own again.
+    device_id = _enrol(sqlite_engine)
+    batch = _batch(device_id)
+    first_tx = Batch(batch.protocol_version, "b0", device_id, batch.entries[:1])
+    with sqlite_engine.begin() as conn:
+        won = apply_batch(conn, device_id, first_tx, REGISTRY)
+    real = service._load_stored
+    calls = []
+
+    def stale_then_real(conn: sa.Connection, device: str, op_ids: list[str]) -> object:
+        calls.append(op_ids)
+        return {} if len(calls) == 1 else real(conn, device, op_ids)
+
+    monkeypatch.setattr(service, "_load_stored", stale_then_real)
+
+    with sqlite_engine.begin() as conn:
+        ack = apply_batch(conn, device_id, batch, REGISTRY)
+
+    # tx-0 (op-1) was stored by the "winner"; tx-1 (op-2, op-3) and tx-2 (op-4) are new.
+    assert len(calls) > 1, "the unique constraint never fired"
+    assert [r.op_id for r in ack.results] == ["op-1", "op-2", "op-3", "op-4"]
+    assert ack.results[0].status == "duplicate"
+    assert ack.results[0].original == won.results[0]
+    assert [r.status for r in ack.results[1:]] == ["applied"] * 3
+    with sqlite_engine.connect() as conn:
+        for i in (2, 3, 4):
+            assert get_record(conn, "customers", f"c{i}")["name"] == f"Customer {i}"  # type: ignore[index]
+        stored = conn.execute(sa.text("select op_id from ops order by seq")).scalars().all()
+    assert stored == ["op-1", "op-2", "op-3", "op-4"]

@@ -1,0 +1,223 @@
+"""3. Server apply scaling: batch apply throughput with 10 k versus 1 M ops already stored.
+
+The server database is seeded in bulk (executemany on SQLite, COPY on PostgreSQL),
+not through the API: ``ops`` gets the stored ops (spread over 100 devices) and
+``record_fields`` one row per stored op (a quarter as many customers, four fields
+each). Then ``apply_batch`` runs on batches of 500 fresh entries, half of them new
+customers and half updates of seeded ones (random keys: the B-tree lookups that grow
+with the table), one database transaction per batch, as the view does. The small and
+large databases are measured interleaved; the ratio is large / small throughput.
+"""
+
+from __future__ import annotations
+
+import random
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from uuid6 import uuid7
+
+from conflict.hlc import Hlc
+from protocol import PROTOCOL_VERSION, Batch, Entry, crm_registry
+from server_sync import add_device, apply_batch, create_engine, upgrade
+
+from ._common import SEED, Sizes, customer_fields, interleave, median, paired_ratio
+
+DEVICES = 100
+BATCH = 500
+_CHUNK = 50_000
+_OPS_COLUMNS = (
+    "device_id",
+    "op_id",
+    "seq",
+    "tx_id",
+    "batch_id",
+    "collection",
+    "record_id",
+    "kind",
+    "hlc",
+    "schema_version",
+    "fields_json",
+    "digest",
+    "status",
+    "result_json",
+    "received_at",
+)
+_FIELD_COLUMNS = ("collection", "record_id", "field", "value_json", "hlc")
+
+
+def run(sizes: Sizes, workdir: Path | None = None) -> dict[str, Any]:
+    """apply_1m_vs_10k on SQLite and, given a PostgreSQL URL, on PostgreSQL."""
+    out: dict[str, Any] = {}
+    with (
+        tempfile.TemporaryDirectory(dir=workdir, prefix="fs-bench-apply-") as tmp,
+        _sqlite(Path(tmp) / "small.db") as small,
+        _sqlite(Path(tmp) / "large.db") as large,
+    ):
+        out.update(_measure(sizes, small, large, "sqlite"))
+    if sizes.postgres_url:
+        with _pg(sizes.postgres_url) as small, _pg(sizes.postgres_url) as large:
+            out.update(_measure(sizes, small, large, "pg"))
+    return out
+
+
+def _measure(sizes: Sizes, small: sa.Engine, large: sa.Engine, name: str) -> dict[str, Any]:
+    seeded: dict[int, list[str]] = {}
+    for engine, n in ((small, sizes.apply_small), (large, sizes.apply_large)):
+        start = time.perf_counter()
+        seeded[id(engine)] = _seed(engine, n)
+        seed_s = time.perf_counter() - start
+    devices: dict[int, str] = {}
+    for engine in (small, large):
+        with engine.begin() as conn:
+            devices[id(engine)] = add_device(conn, "apply-bench")[0]
+    registry = crm_registry()
+    rng = random.Random(SEED)
+
+    def one(engine: sa.Engine, rep: int) -> float:
+        device_id = devices[id(engine)]
+        batches = [
+            _batch(device_id, seeded[id(engine)], rng, (rep * sizes.apply_batches + b) * BATCH)
+            for b in range(sizes.apply_batches)
+        ]
+        start = time.perf_counter()
+        for batch in batches:
+            with engine.begin() as conn:
+                apply_batch(conn, device_id, batch, registry)
+        return time.perf_counter() - start
+
+    # One untimed pass each warms the connection pools and compiled statements.
+    one(small, -1)
+    one(large, -2)
+    t_small, t_large = interleave(sizes.repeats, lambda r: one(small, r), lambda r: one(large, r))
+    ops_applied = sizes.apply_batches * BATCH
+    return {
+        f"apply_1m_vs_10k{'' if name == 'sqlite' else '_pg'}": paired_ratio(t_small, t_large),
+        f"apply_{name}_small_ops_per_s": ops_applied / median(t_small),
+        f"apply_{name}_large_ops_per_s": ops_applied / median(t_large),
+        f"apply_{name}_seed_large_s": seed_s,
+        "apply_small_ops": sizes.apply_small,
+        "apply_large_ops": sizes.apply_large,
+    }
+
+
+def _batch(device_id: str, records: list[str], rng: random.Random, first_seq: int) -> Batch:
+    wall = 1_780_000_000_000 + first_seq
+    entries = []
+    for i in range(BATCH):
+        seq = first_seq + i + 10  # the warm-up passes use negative firsts
+        record_id = rng.choice(records) if i % 2 else f"new-{device_id[:8]}-{seq}"
+        entries.append(
+            Entry(
+                op_id=str(uuid7()),  # time-ordered, as devices make them
+                device_id=device_id,
+                seq=seq,
+                tx_id=str(uuid7()),
+                hlc=str(Hlc(wall + i, 0, device_id)),
+                collection="customers",
+                record_id=record_id,
+                kind="upsert",
+                fields=customer_fields(seq, rng),
+                schema_version=1,
+            )
+        )
+    return Batch(PROTOCOL_VERSION, str(uuid.uuid4()), device_id, tuple(entries))
+
+
+def _seed(engine: sa.Engine, n: int) -> list[str]:
+    """Store ``n`` ops and ``n`` field rows in bulk; return the seeded customer ids."""
+    with engine.begin() as conn:
+        device_ids = [add_device(conn, f"seed-{d}")[0] for d in range(DEVICES)]
+    now = datetime(2026, 11, 1, tzinfo=UTC)
+    records = [f"seed-{r}" for r in range(max(1, n // 4))]
+    fields = ("name", "phone", "email", "address")
+    result = '{"op_id":"x","status":"applied"}'
+    for start in range(0, n, _CHUNK):
+        ops_rows: list[tuple[Any, ...]] = []
+        field_rows: list[tuple[Any, ...]] = []
+        for i in range(start, min(n, start + _CHUNK)):
+            device_id = device_ids[i % DEVICES]
+            record_id = records[(i // 4) % len(records)]
+            hlc = f"{1_770_000_000_000 + i:013d}-00000-{device_id}"
+            ops_rows.append(
+                (
+                    device_id,
+                    f"{uuid.UUID(int=(SEED << 64) + i)}",
+                    i // DEVICES + 1,
+                    f"{uuid.UUID(int=(SEED << 65) + i // 10)}",
+                    f"{uuid.UUID(int=(SEED << 66) + i // 500)}",
+                    "customers",
+                    record_id,
+                    "patch",
+                    hlc,
+                    1,
+                    f'{{"name":"Seeded Customer {i}"}}',
+                    f"{i:064x}",
+                    "applied",
+                    result,
+                    now,
+                )
+            )
+            field_rows.append(("customers", record_id, fields[i % 4], f'"seeded value {i}"', hlc))
+        _bulk(engine, "ops", _OPS_COLUMNS, ops_rows)
+        _bulk(engine, "record_fields", _FIELD_COLUMNS, field_rows)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("ANALYZE")
+    return records
+
+
+def _bulk(
+    engine: sa.Engine, table: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]
+) -> None:
+    raw = engine.raw_connection()
+    try:
+        driver: Any = raw.driver_connection
+        names = ", ".join(columns)
+        if engine.dialect.name == "postgresql":
+            with driver.cursor() as cur, cur.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        else:
+            marks = ", ".join("?" for _ in columns)
+            driver.execute("BEGIN")
+            driver.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)
+        driver.commit() if engine.dialect.name == "postgresql" else driver.execute("COMMIT")
+    finally:
+        raw.close()
+
+
+@contextmanager
+def _sqlite(path: Path) -> Iterator[sa.Engine]:
+    engine = create_engine(f"sqlite:///{path}")
+    try:
+        upgrade(engine)
+        yield engine
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def _pg(url: str) -> Iterator[sa.Engine]:
+    """A fresh, migrated schema of its own, dropped afterwards."""
+    schema = f"fs_bench_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(url)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    engine = create_engine(
+        sa.make_url(url).update_query_dict({"options": f"-csearch_path={schema}"})
+    )
+    try:
+        upgrade(engine)
+        yield engine
+    finally:
+        engine.dispose()
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.dispose()
