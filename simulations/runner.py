@@ -154,8 +154,7 @@ class Runner:
             for device in self.devices:
                 self._spawn(device)
             self._wait_started()
-            self._play()
-            heal_at = time.time()
+            heal_at = self._play()
             self._say("network healed; draining")
             self.flag.touch()
             drained_at = self._wait_for_devices(heal_at)
@@ -202,14 +201,17 @@ class Runner:
         events.sort(key=lambda e: (e[0], e[1]))
         return events
 
-    def _play(self) -> None:
-        """Apply every scheduled change at its time, then heal the network."""
+    def _play(self) -> float:
+        """Apply every scheduled change at its time, then heal the network; return when."""
         scale = self.scenario.time_scale
         for at, _, kind, arg in self._events():
             self._sleep_until(self._t0 + at * scale)
             self._apply(kind, arg)
             self._check_devices()
         self._sleep_until(self._t0 + self.scenario.duration * scale)
+        # Stamped before the links switch: what gets through from here on may be the
+        # healed network, and respawning devices below takes a while.
+        healed_at = time.time()
         for device in self.devices:
             device.wifi.set_link(device.schedule.wifi[-1].link)
             device.cellular.set_link(device.schedule.cellular[-1].link)
@@ -217,6 +219,7 @@ class Runner:
                 self._spawn(device)  # a crash whose restart fell after the end
         if self._server_stack is None:
             self._server_up()
+        return healed_at
 
     def _apply(self, kind: str, arg: Any) -> None:
         if kind == "link":
