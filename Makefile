@@ -27,8 +27,9 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-# bench-quick only proves the benchmarks still run (tiny sizes, no thresholds).
-test: lint typecheck unit bench-quick
+# bench-quick only proves the benchmarks still run (tiny sizes, no thresholds); it runs
+# before the unit tests so the test summary is the last thing `make test` prints.
+test: lint typecheck bench-quick unit
 
 # Every figure a ratio against a baseline measured in the same run; see docs/performance.md.
 bench: $(STAMP)

@@ -24,6 +24,8 @@ Third-party errors are translated at the boundary with ``raise ... from exc``.
 
 from __future__ import annotations
 
+from typing import Any
+
 from protocol.errors import ClientError
 
 __all__ = [
@@ -111,25 +113,8 @@ class LinkFailure(TransportError):
 class ServerBusy(TransportError):
     """The server answered 429 or 5xx; wait at least ``retry_after`` seconds if given."""
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        retry_after: float | None = None,
-        channel: str | None = None,
-        batch_id: str | None = None,
-        device_id: str | None = None,
-        status: int | None = None,
-        code: str | None = None,
-    ) -> None:
-        super().__init__(
-            message,
-            channel=channel,
-            batch_id=batch_id,
-            device_id=device_id,
-            status=status,
-            code=code,
-        )
+    def __init__(self, message: str, *, retry_after: float | None = None, **context: Any) -> None:
+        super().__init__(message, **context)
         self.retry_after = retry_after
 
 

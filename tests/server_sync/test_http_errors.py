@@ -14,7 +14,7 @@ from flask import Flask
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from protocol import Collection, FieldSpec, Registry, compress, encode_batch
+from protocol import Collection, FieldSpec, Registry, compress, decode_ack, encode_batch
 from protocol.constants import MAX_WIRE_BYTES
 from server_sync import add_device, create_app, get_record, revoke_device
 from server_sync.state import server_state
@@ -300,3 +300,16 @@ def test_any_field_values_get_a_verdict_never_a_500(
     wire_entry = wire.entry(wire.sent + 1, kind=kind, fields=fields)
     response = wire.post(wire.batch(wire_entry))
     assert response.status_code in (200, 400), response.get_data(as_text=True)
+
+
+def test_the_ack_is_gzipped_only_for_a_device_that_accepts_it(wire: Wire) -> None:
+    plain = wire.post(wire.batch(wire.entry(1)))
+    assert plain.status_code == 200
+    assert "Content-Encoding" not in plain.headers
+    assert decode_ack(plain.get_data()).results[0].status == "applied"
+
+    zipped = wire.post(wire.batch(wire.entry(1)), headers={"Accept-Encoding": "gzip"})
+    assert zipped.headers["Content-Encoding"] == "gzip"
+    assert "Accept-Encoding" in zipped.headers["Vary"]
+    ack = decode_ack(gzip.decompress(zipped.get_data()))
+    assert ack.results[0].status == "duplicate"
