@@ -45,20 +45,16 @@ back to pending. Nothing is ever deleted: acked rows stay as history.
 from __future__ import annotations
 
 import json
-import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.request import pathname2url
 
 import sqlalchemy as sa
 import sqlcipher3
-from sqlalchemy import event
-from sqlalchemy.engine import URL, Connection, Engine
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.engine import Connection
 from uuid6 import uuid7
 
 from conflict import hlc as hlc_mod
@@ -72,8 +68,9 @@ from protocol.constants import (
 from protocol.errors import EntryInvalid
 from protocol.model import Ack, Batch, Entry, Kind
 
+from ._cipher import IMMEDIATE, cipher_engine, password_for, probe_key, translate
 from ._states import State, check
-from .errors import IllegalTransition, OutboxError, UnknownEntry, WrongKey
+from .errors import IllegalTransition, OutboxError, UnknownEntry
 
 #: Layout version of the outbox file (``pragma user_version``).
 SCHEMA_VERSION = 1
@@ -221,10 +218,7 @@ _unindexed_state = sa.literal_column("+state", sa.String)
 #: A result row (SQLAlchemy's Row generics differ between 2.0 and 2.1).
 _Row = Any
 
-#: Execution option marking a write transaction (BEGIN IMMEDIATE).
-_IMMEDIATE = "fieldsync_immediate"
 
-_NOT_A_DATABASE = "file is not a database"
 _PLACEHOLDER_ID = "00000000-0000-7000-8000-000000000000"
 
 
@@ -248,12 +242,12 @@ class Outbox:
         self._local = threading.local()
         if device_id is not None:
             _check_device_id(device_id)
-        password = _password(key)
-        self._engine = _engine(self.path, password, self.config.busy_timeout_ms)
-        self._writer = self._engine.execution_options(**{_IMMEDIATE: True})
+        password = password_for(key)
+        self._engine = cipher_engine(self.path, password, self.config.busy_timeout_ms)
+        self._writer = self._engine.execution_options(**{IMMEDIATE: True})
         try:
             with self._guard("open"):
-                _probe_key(
+                probe_key(
                     self.path, self._engine.dialect.identifier_preparer.quote_identifier(password)
                 )
             with self._guard("open"), self._writer.begin() as conn:
@@ -727,9 +721,9 @@ class Outbox:
         try:
             yield
         except sa.exc.SQLAlchemyError as exc:
-            raise _translate(exc, self.path, what) from exc
+            raise translate(exc, self.path, what) from exc
         except sqlcipher3.Error as exc:
-            raise _translate(exc, self.path, what) from exc
+            raise translate(exc, self.path, what) from exc
 
 
 def _required(meta: Mapping[str, str], key: str) -> str:
@@ -738,84 +732,9 @@ def _required(meta: Mapping[str, str], key: str) -> str:
     return meta[key]
 
 
-def _password(key: bytes | str) -> str:
-    """The string the dialect passes to ``pragma key``: x'<hex>' for a raw key."""
-    if isinstance(key, bytes):
-        if len(key) != 32:
-            raise ValueError(f"a raw outbox key is 32 bytes, not {len(key)}")
-        return f"x'{key.hex()}'"
-    if isinstance(key, str):
-        if not key:
-            raise ValueError("an empty passphrase would leave the outbox unencrypted")
-        return key
-    raise TypeError(f"key must be 32 bytes or a passphrase str, not {type(key).__name__}")
-
-
 def _check_device_id(device_id: str) -> None:
     if not 0 < len(device_id) <= MAX_DEVICE_ID_LENGTH:
         raise ValueError(f"device_id must be 1..{MAX_DEVICE_ID_LENGTH} characters")
-
-
-def _probe_key(path: str, quoted_password: str) -> None:
-    """Prove the key on the main file alone, if SQLite would otherwise touch sidecars.
-
-    Opened normally, a database with a -wal is replayed through the WAL, and the
-    connection's close checkpoints it into the file, even when the key is wrong and
-    nothing could be read. ``immutable=1`` reads only the main file, takes no locks
-    and writes nothing. Its page 1 is encrypted with the key as soon as the file is
-    in WAL mode (switching to WAL writes it), so reading it decides the key.
-    """
-    sidecars = ("-wal", "-shm", "-journal")
-    if not any(os.path.exists(path + s) for s in sidecars) or not os.path.getsize(path):
-        return
-    uri = f"file:{pathname2url(os.path.abspath(path))}?mode=ro&immutable=1"
-    conn = sqlcipher3.connect(uri, uri=True, isolation_level=None)
-    try:
-        conn.execute("pragma cipher_log_level = NONE")
-        conn.execute(f"pragma key = {quoted_password}")
-        conn.execute("select count(*) from sqlite_master").fetchall()
-    finally:
-        conn.close()
-
-
-def _engine(path: str, password: str, busy_timeout_ms: int) -> Engine:
-    """An engine whose one connection is silenced, keyed, verified, then tuned."""
-
-    def creator() -> Any:
-        conn = sqlcipher3.connect(path, check_same_thread=False, isolation_level=None)
-        # Must precede the dialect's ``pragma key``: silences SQLCipher's stderr log.
-        conn.execute("pragma cipher_log_level = NONE")
-        return conn
-
-    url = URL.create("sqlite+pysqlcipher", password=password, database=path)
-    engine = sa.create_engine(url, creator=creator, poolclass=StaticPool)
-
-    @event.listens_for(engine, "connect")
-    def _tune(dbapi_conn: Any, _record: Any) -> None:
-        cursor = dbapi_conn.cursor()
-        try:
-            cursor.execute("select count(*) from sqlite_master").fetchall()  # proves the key
-            cursor.execute("pragma journal_mode = wal").fetchall()
-            cursor.execute("pragma synchronous = full")
-            cursor.execute(f"pragma busy_timeout = {int(busy_timeout_ms)}")
-            cursor.execute("pragma temp_store = memory")
-        finally:
-            cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _begin(conn: Connection) -> None:
-        # Writers take the write lock up front; readers get a plain snapshot.
-        immediate = conn.get_execution_options().get(_IMMEDIATE, False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-    return engine
-
-
-def _translate(exc: BaseException, path: str, what: str) -> OutboxError:
-    orig = getattr(exc, "orig", None) or exc
-    if isinstance(orig, sqlcipher3.DatabaseError) and _NOT_A_DATABASE in str(orig):
-        return WrongKey(path)
-    return OutboxError(f"outbox {path}: {what} failed: {orig}", path=path)
 
 
 def _group(rows: Iterable[_Row]) -> list[list[_Row]]:
