@@ -7,7 +7,7 @@ The outbox is one SQLCipher file, reached through SQLAlchemy Core on the
 app thread records while the sync thread drains; SQLite serialises writers anyway,
 and one connection means one key derivation).
 
-Opening. Our ``creator`` makes the DBAPI connection and runs ``pragma
+Opening (code in _cipher.py). Our ``creator`` makes the DBAPI connection and runs ``pragma
 cipher_log_level = NONE`` first (SQLCipher otherwise prints decrypt failures on
 fd 2; the setting is process-wide); then the dialect's own connect hook runs
 ``pragma key``; then ours reads ``sqlite_master``. With a wrong key that first
