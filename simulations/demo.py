@@ -123,7 +123,8 @@ def _print_table(rows: list[dict[str, int | str]]) -> None:
         print("  ".join(f"{row[h]!s:>10}" for h in heads))
     print()
     print("duplicates: replays the server answered from its store (applied once, not twice)")
-    print("parked: entries the server rejected, kept on the device with their reason")
+    print("parked: entries the server rejected (an invalid entry takes the rest of its")
+    print("        transaction with it), kept on the device with their reason")
 
 
 @click.command()
