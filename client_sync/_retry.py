@@ -13,9 +13,13 @@ Only LinkFailure (the link does not reach the server) counts toward switching.
 ServerBusy (429/5xx) proves the link works: it resets the link-failure count, so a
 busy server never burns cellular data. Its Retry-After is honoured: the wait is
 never shorter than it (up to ``max_retry_after``, beyond which the header is taken
-for a confused server). A success resets everything and returns to the preferred
-channel. This state lives in Backoff and outlives one drain pass, so a device that
-keeps failing does not restart at 3 s with every pass.
+for a confused server). A success resets the schedule. It stays on the channel
+that worked until ``prefer_again_after`` (300 s) has passed since the switch, then
+the next success sends the following batch out on the preferred channel again: a
+dead wifi costs its 3 s + 30 s once per five minutes, not once per batch, and a
+wifi that came back is used again within five minutes. This state lives in
+Backoff and outlives one drain pass, so a device that keeps failing does not
+restart at 3 s with every pass.
 
 ``scale`` multiplies every wait of the policy, so a simulation shrinks time by one
 factor and the schedule keeps its shape. It never shrinks a Retry-After: that is
@@ -60,13 +64,16 @@ class RetryPolicy:
     jitter: bool = True
     #: Longest Retry-After honoured; a longer one is treated as this.
     max_retry_after: float = 3600.0
+    #: Seconds on a fallback channel before a success hands back to the preferred one.
+    prefer_again_after: float = 300.0
     #: Attempts per batch within one drain pass; None keeps trying until stopped.
     max_attempts: int | None = None
     #: Factor applied to every wait (simulations shrink time with it).
     scale: float = 1.0
 
     def __post_init__(self) -> None:
-        if min(self.first_wait, self.second_wait, self.max_retry_after) < 0:
+        if min(self.first_wait, self.second_wait, self.max_retry_after,
+               self.prefer_again_after) < 0:  # fmt: skip
             raise ValueError("waits must be >= 0")
         if self.max_wait < max(self.first_wait, self.second_wait):
             raise ValueError("max_wait must be >= first_wait and second_wait")
@@ -98,6 +105,8 @@ class Backoff:
         self.link_failures = 0
         self._previous = policy.second_wait
         self._upcoming = 0.0
+        #: When the current fallback channel took over (monotonic).
+        self._switched_at = 0.0
         #: No request before this (monotonic) time: the last Retry-After, which outlives
         #: a drain pass, so neither a new pass nor ``sync_now()`` comes back early.
         self._not_before = 0.0
@@ -110,6 +119,7 @@ class Backoff:
             self.link_failures += 1
             if self.link_failures >= policy.switch_after and self.channels.advance():
                 self.link_failures = 0
+                self._switched_at = self._monotonic()
                 log.info("switching to channel %s", self.channels.current.name)
                 self._upcoming = 0.0
                 return 0.0
@@ -136,12 +146,14 @@ class Backoff:
         return wait
 
     def succeeded(self) -> None:
-        """A batch got through: start the schedule over on the preferred channel."""
+        """A batch got through: start the schedule over; maybe hand back to the preferred."""
         self.failures = 0
         self.link_failures = 0
         self._previous = self.policy.second_wait
         self._not_before = 0.0
-        self.channels.reset()
+        on_fallback_for = self._monotonic() - self._switched_at
+        if on_fallback_for >= self.policy.prefer_again_after * self.policy.scale:
+            self.channels.reset()
 
     def run(
         self,

@@ -36,7 +36,7 @@ def test_first_failures_wait_3_then_30_then_the_next_attempt_goes_out_on_cellula
     assert (len(wifi.batches), len(cellular.batches)) == (3, 1)
     assert [e.op_id for e in cellular.batches[0].entries] == [op]
     assert (report.applied, report.remaining, report.last_error) == (1, 0, None)
-    assert client.status().channel == "wifi"  # a success returns to the preferred channel
+    assert client.status().channel == "cellular"  # it stays on the channel that worked
 
 
 def test_after_switching_waits_grow_with_jitter_and_never_pass_the_cap(
@@ -127,12 +127,25 @@ def test_a_busy_answer_proves_the_link_and_resets_the_switch_count(
     assert (len(wifi.batches), len(cellular.batches)) == (6, 0)
 
 
-def test_a_success_starts_the_schedule_over_on_the_preferred_channel(
+def test_the_working_fallback_keeps_the_next_batches_until_prefer_again_after(
+    make_client: MakeClient, server: FakeServer, sleeps: list[float]
+) -> None:
+    wifi = ScriptedChannel("wifi", server, forever=down())
+    cellular = ScriptedChannel("cellular", server, metered=True)
+    client = make_client([wifi, cellular])
+    for i in range(3):  # one batch per pass: a dead wifi is paid for once, not per batch
+        client.record("customers", f"c{i}", {"name": "A"})
+        assert client.sync_now().applied == 1
+    assert sleeps == [3.0, 30.0]
+    assert (len(wifi.batches), len(cellular.batches)) == (3, 3)
+
+
+def test_after_prefer_again_after_a_success_hands_back_to_the_preferred_channel(
     make_client: MakeClient, server: FakeServer, sleeps: list[float]
 ) -> None:
     wifi = ScriptedChannel("wifi", server, script=[down(), down(), down()])
     cellular = ScriptedChannel("cellular", server, metered=True)
-    client = make_client([wifi, cellular])
+    client = make_client([wifi, cellular], retry=RetryPolicy(prefer_again_after=0))
     client.record("customers", "c1", {"name": "A"})
     client.sync_now()
     wifi.script = [down()]

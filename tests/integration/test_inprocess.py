@@ -186,7 +186,9 @@ def test_a_dead_wifi_falls_back_to_cellular_after_3s_30s(setup: Setup) -> None:
             client.record("customers", f"c{i}", {"name": "n"})
         report = client.sync_now()
         assert (report.applied, report.remaining) == (3, 0)
-        assert client.status().channel == "wifi"  # success resets to the preferred link
+        assert client.status().channel == "cellular"
+        client.record("customers", "later", {"name": "n"})
+        assert client.sync_now().applied == 1  # straight out on cellular, no new waits
     assert setup.sleeps == [3.0, 30.0]
 
 
