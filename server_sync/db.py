@@ -14,6 +14,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
+#: Execution option for a transaction that only reads (SQLite: plain BEGIN, no lock).
+READ_ONLY = "fieldsync_read_only"
+
 #: Milliseconds a SQLite writer waits for another writer's lock before giving up.
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
@@ -85,4 +88,6 @@ def _tune_sqlite(engine: sa.Engine) -> None:
     def _on_begin(conn: sa.Connection) -> None:
         # IMMEDIATE takes the write lock up front, so a read-then-write transaction
         # never fails half-way with SQLITE_BUSY when another writer got in first.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # A transaction marked READ_ONLY only reads, and takes no lock at all.
+        read_only = conn.get_execution_options().get(READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")

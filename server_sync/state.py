@@ -9,6 +9,7 @@ from flask import Flask
 
 from protocol import Registry
 
+from .db import READ_ONLY
 from .ratelimit import RateLimit
 
 EXTENSION = "fieldsync"
@@ -21,6 +22,11 @@ class ServerState:
     engine: sa.Engine
     registry: Registry
     rate_limit: RateLimit = field(default_factory=RateLimit)
+    #: The same engine for transactions that only read (no write lock on SQLite).
+    reader: sa.Engine = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "reader", self.engine.execution_options(**{READ_ONLY: True}))
 
 
 def server_state(app: Flask) -> ServerState:

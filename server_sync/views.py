@@ -23,7 +23,9 @@ sync = Blueprint("sync", __name__)
 def post_batch() -> Response:
     """Apply a device's batch; answer one result per entry."""
     state = server_state(current_app)
-    with state.engine.begin() as conn:
+    # Without a rate limit the token check only reads: no write lock on SQLite.
+    engine = state.engine if state.rate_limit.enabled else state.reader
+    with engine.begin() as conn:
         device_id = authenticate(conn, request.headers.get("Authorization"))
         # Shed load before reading the body. A refusal rolls this transaction back,
         # so a refused batch does not use up the window.
@@ -40,7 +42,7 @@ def post_batch() -> Response:
 def healthz() -> Response:
     """200 if the database answers."""
     try:
-        with server_state(current_app).engine.connect() as conn:
+        with server_state(current_app).reader.connect() as conn:
             conn.exec_driver_sql("SELECT 1")
     except sa.exc.SQLAlchemyError as exc:
         raise Unavailable(f"database unreachable: {first_line(exc)}") from exc

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -313,3 +314,16 @@ def test_the_ack_is_gzipped_only_for_a_device_that_accepts_it(wire: Wire) -> Non
     assert "Accept-Encoding" in zipped.headers["Vary"]
     ack = decode_ack(gzip.decompress(zipped.get_data()))
     assert ack.results[0].status == "duplicate"
+
+
+def test_token_checks_and_health_do_not_wait_for_the_sqlite_write_lock(
+    wire: Wire, sqlite_url: str
+) -> None:
+    writer = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # another process is writing a big batch
+    try:
+        assert wire.client.get("/healthz").status_code == 200
+        assert wire.post(wire.batch(wire.entry(1)), token="wrong").status_code == 401
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
