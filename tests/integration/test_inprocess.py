@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import string
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +15,9 @@ from flask import Flask
 
 from client_sync import HttpChannel, OutboxConfig, RetryPolicy, SyncClient
 from client_sync.errors import AuthRejected, LinkFailure, ServerBusy, UpgradeRequired
-from protocol import Ack, Batch, Collection, crm_registry
+from protocol import Ack, Batch, Collection, FieldSpec, crm_registry
+from protocol.constants import MAX_STRING_LENGTH
+from protocol.fieldtypes import String
 from server_sync import add_device, create_app, get_record, revoke_device
 from server_sync.models import ops
 from server_sync.state import server_state
@@ -206,4 +210,20 @@ def test_a_shed_batch_waits_out_the_retry_after_and_stays_pending(tmp_path: Path
         assert s.sleeps == [max(3.0, retry_after)]
         assert (report.applied, client.stats()["pending"]) == (500, 100)
     assert len(s.stored()) == 500
+    s.engine.dispose()
+
+
+def test_an_incompressible_full_batch_still_fits_on_the_wire(tmp_path: Path) -> None:
+    registry = crm_registry()
+    registry.register(Collection("photos", {"blob": FieldSpec(String(MAX_STRING_LENGTH))}))
+    s = make_setup(tmp_path, registry=registry)
+    rng = random.Random(7)
+    alphabet = string.ascii_letters + string.digits
+    with s.client(registry=registry) as client:
+        for i in range(450):  # ~4.5 MB of random text: batches fill MAX_BATCH_BYTES
+            blob = "".join(rng.choices(alphabet, k=MAX_STRING_LENGTH))
+            client.record("photos", f"p{i}", {"blob": blob})
+        report = client.sync_now()
+        assert report.last_error is None
+        assert (report.applied, report.remaining, report.batches) == (450, 0, 2)
     s.engine.dispose()
