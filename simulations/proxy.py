@@ -337,9 +337,10 @@ class FaultProxy:
             if slicer is not None and index and slicer.delay_us:
                 await asyncio.sleep(slicer.delay_us / 1e6)
             for part in _parts(piece, rate):
+                # Counted before it leaves: whoever received it sees it counted.
+                self._count(stream, len(part))
                 dst.write(part)
                 await dst.drain()
-                self._count(stream, len(part))
                 if rate:
                     await asyncio.sleep(len(part) / (rate * 1000))
         return sent + len(data), cut
@@ -376,9 +377,9 @@ class FaultProxy:
                 "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n"
                 f"Content-Length: {len(CAPTIVE_PAGE)}\r\nCache-Control: no-store\r\n\r\n"
             ).encode()
+            self.counters.bytes_down += len(head) + len(CAPTIVE_PAGE)
             writer.write(head + CAPTIVE_PAGE)
             await writer.drain()
-            self.counters.bytes_down += len(head) + len(CAPTIVE_PAGE)
 
 
 class ProxyLoop:
