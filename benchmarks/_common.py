@@ -9,9 +9,7 @@ import random
 import sqlite3
 import statistics
 import sys
-import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -150,17 +148,6 @@ def interleave(
 def paired_ratio(numerators: Sequence[float], denominators: Sequence[float]) -> float:
     """Median of per-repetition ratios: each pair was measured side by side."""
     return median([n / d for n, d in zip(numerators, denominators, strict=True)])
-
-
-@contextmanager
-def stopwatch() -> Iterator[list[float]]:
-    """``with stopwatch() as t: ...`` then ``t[0]`` is the elapsed seconds."""
-    out: list[float] = []
-    start = time.perf_counter()
-    try:
-        yield out
-    finally:
-        out.append(time.perf_counter() - start)
 
 
 def machine() -> dict[str, Any]:

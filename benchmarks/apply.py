@@ -27,6 +27,7 @@ from uuid6 import uuid7
 from conflict.hlc import Hlc
 from protocol import PROTOCOL_VERSION, Batch, Entry, crm_registry
 from server_sync import add_device, apply_batch, create_engine, upgrade
+from simulations.procs import scratch_schema
 
 from ._common import SEED, Sizes, customer_fields, interleave, median, paired_ratio
 
@@ -63,7 +64,7 @@ def run(sizes: Sizes, workdir: Path | None = None) -> dict[str, Any]:
     ):
         out.update(_measure(sizes, small, large, "sqlite"))
     if sizes.postgres_url:
-        with _pg(sizes.postgres_url) as small, _pg(sizes.postgres_url) as large:
+        with pg_engine(sizes.postgres_url) as small, pg_engine(sizes.postgres_url) as large:
             out.update(_measure(sizes, small, large, "pg"))
     return out
 
@@ -204,20 +205,11 @@ def _sqlite(path: Path) -> Iterator[sa.Engine]:
 
 
 @contextmanager
-def _pg(url: str) -> Iterator[sa.Engine]:
-    """A fresh, migrated schema of its own, dropped afterwards."""
-    schema = f"fs_bench_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(url)
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    engine = create_engine(
-        sa.make_url(url).update_query_dict({"options": f"-csearch_path={schema}"})
-    )
-    try:
-        upgrade(engine)
-        yield engine
-    finally:
-        engine.dispose()
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
+def pg_engine(url: str) -> Iterator[sa.Engine]:
+    """An engine on a fresh, migrated schema of its own, dropped afterwards."""
+    with scratch_schema(url, "fs_bench") as scoped:
+        engine = create_engine(scoped)
+        try:
+            yield engine
+        finally:
+            engine.dispose()

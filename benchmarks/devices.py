@@ -31,7 +31,7 @@ from server_sync import add_device, create_engine, upgrade
 
 from ._common import SEED, Sizes, customer_fields, median, percentile
 from ._procs import ROOT, gunicorn
-from .apply import _pg
+from .apply import pg_engine
 
 #: Seconds the whole load may take, beyond which device loops stop by themselves.
 DEADLINE_S = 300
@@ -54,7 +54,7 @@ def run(sizes: Sizes, workdir: Path | None = None) -> dict[str, Any]:
         out.update(_figures("naive", naive))
         out["devices_sqlite_vs_naive"] = ours["bps"] / naive["bps"]
         if sizes.postgres_url:
-            with _pg(sizes.postgres_url) as pg:
+            with pg_engine(sizes.postgres_url) as pg:
                 out.update(_figures("pg", _load(base, sizes, pg, "pg")))
     out["devices"] = sizes.devices
     out["device_workers"] = sizes.device_workers

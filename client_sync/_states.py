@@ -44,7 +44,7 @@ TRANSITIONS: frozenset[tuple[State, State]] = frozenset(
 )
 
 #: States an entry never leaves.
-FINAL: frozenset[State] = frozenset({State.ACKED, State.DISCARDED, State.RESUBMITTED})
+FINAL: frozenset[State] = frozenset(State) - {src for src, _ in TRANSITIONS}
 
 
 def check(src: State | str, dst: State | str, *, op_id: str | None = None) -> None:

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -50,6 +51,30 @@ class LiveServer:
                 return list(conn.execute(query))
         finally:
             engine.dispose()
+
+
+@contextmanager
+def scratch_schema(url: str, prefix: str = "fs_scratch") -> Iterator[str]:
+    """A fresh, migrated PostgreSQL schema of its own, dropped after; yields its URL."""
+    from server_sync.db import create_engine, upgrade
+
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+        scoped = sa.make_url(url).update_query_dict({"options": f"-csearch_path={schema}"})
+        text = scoped.render_as_string(hide_password=False)
+        migrated = create_engine(text)
+        try:
+            upgrade(migrated)
+        finally:
+            migrated.dispose()
+        yield text
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        admin.dispose()
 
 
 def free_port() -> int:

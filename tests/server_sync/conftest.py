@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,9 +19,9 @@ from werkzeug.test import TestResponse
 
 from conflict import Hlc
 from protocol import PROTOCOL_VERSION, Ack, Batch, Entry, compress, decode_ack, encode_batch
-from server_sync import add_device, create_app, create_engine, upgrade
+from server_sync import add_device, create_app
 from server_sync.state import server_state
-from simulations.procs import wait_ready
+from simulations.procs import scratch_schema, wait_ready
 
 TABLES = ("devices", "ops", "record_fields")
 
@@ -142,22 +141,8 @@ def wire(app: Flask, engine: sa.Engine) -> Wire:
 @pytest.fixture
 def pg_schema_url(pg_url: str) -> Iterator[str]:
     """A URL whose connections use a fresh, migrated PostgreSQL schema of their own."""
-    schema = f"fs_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(pg_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    url = sa.make_url(pg_url).update_query_dict({"options": f"-csearch_path={schema}"})
-    text = url.render_as_string(hide_password=False)
-    migrated = create_engine(text)
-    try:
-        upgrade(migrated)
-        migrated.dispose()
-        yield text
-    finally:
-        migrated.dispose()
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
+    with scratch_schema(pg_url, "fs_test") as url:
+        yield url
 
 
 @dataclass
