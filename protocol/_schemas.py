@@ -132,7 +132,7 @@ def _incomplete(entries: list[Entry]) -> dict[str, Any] | None:
         if count != end - start:
             return {
                 "entries": [
-                    f"{where} is incomplete: tx_count is {count}, the batch carries "
+                    f"{where} is not whole: tx_count is {count}, the batch carries "
                     f"{end - start} (a batch must carry each transaction whole)"
                 ]
             }

@@ -48,7 +48,7 @@ def test_whole_transactions_decode() -> None:
 
 def test_a_transaction_missing_an_entry_is_refused() -> None:
     message = refusal(wire_of(entry(1, "a", 1), entry(2, "b", 3), entry(3, "b", 3)))
-    assert "entries 1..2 is incomplete: tx_count is 3, the batch carries 2" in message
+    assert "entries 1..2 is not whole: tx_count is 3, the batch carries 2" in message
 
 
 def test_a_transaction_with_an_extra_entry_is_refused() -> None:
