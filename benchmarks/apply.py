@@ -121,6 +121,7 @@ def _batch(device_id: str, records: list[str], rng: random.Random, first_seq: in
                 device_id=device_id,
                 seq=seq,
                 tx_id=str(uuid7()),
+                tx_count=1,
                 hlc=str(Hlc(wall + i, 0, device_id)),
                 collection="customers",
                 record_id=record_id,

@@ -146,6 +146,7 @@ def _body(device_id: str, b: int, n: int, rng: random.Random, *, naive: bool) ->
             device_id=device_id,
             seq=b * n + i + 1,
             tx_id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+            tx_count=1,
             hlc=str(Hlc(wall + i, 0, device_id)),
             collection="customers",
             record_id=f"{device_id[:12]}-{b}-{i}",

@@ -114,6 +114,7 @@ def _as_entry(e: Any, device_id: str) -> Entry:
         device_id=device_id,
         seq=e.seq,
         tx_id=e.tx_id,
+        tx_count=1,  # _fill records one entry per transaction
         hlc=e.hlc,
         collection=e.collection,
         record_id=e.record_id,

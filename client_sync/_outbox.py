@@ -26,6 +26,9 @@ Rows. ``entries`` is append-only: one row per change, ``seq`` its INTEGER PRIMAR
 KEY, taken from ``meta.next_seq`` inside the recording transaction (read at its
 first append, written back once just before its commit, under the write lock), so
 a rolled back transaction leaves no gap and seq is gap-free over the device's life.
+A transaction's rows are held in its Tx and inserted just before its commit, when
+``tx_count`` (how many it holds, which the server checks a batch carries whole) is
+known; record() is durable only at that commit anyway.
 Only ``state`` and the server's verdict columns ever change, and only along the
 table in _states.py (every move first checks each row is in the state it
 expects). ``meta`` holds the device id, next seq, last HLC stamp and why syncing
@@ -36,10 +39,12 @@ at most max_entries + 1 pending rows): whole transactions, oldest first, while
 they fit the channel's entry limit and the byte limit; a transaction too big for
 the channel's limit goes alone. ``size`` is the exact byte length of the entry in
 the canonical batch encoding, stored when recorded, so the batch's byte count is
-known without loading it. Taking a batch moves it to in_flight and commits before
-the network is touched; the ack is applied in one transaction; a failed send puts
-it back to pending; on open, anything still in_flight (a crash mid-send) goes
-back to pending. Nothing is ever deleted: acked rows stay as history.
+known without loading it (while the transaction is open it is sized with the widest
+``tx_count`` it may get, so the limit checks then err on the safe side). Taking a
+batch moves it to in_flight and commits before the network is touched; the ack is
+applied in one transaction; a failed send puts it back to pending; on open,
+anything still in_flight (a crash mid-send) goes back to pending. Nothing is ever
+deleted: acked rows stay as history.
 """
 
 from __future__ import annotations
@@ -72,8 +77,9 @@ from ._cipher import IMMEDIATE, cipher_engine, password_for, probe_key, translat
 from ._states import State, check
 from .errors import IllegalTransition, OutboxError, UnknownEntry
 
-#: Layout version of the outbox file (``pragma user_version``).
-SCHEMA_VERSION = 1
+#: Layout version of the outbox file (``pragma user_version``). Layout 2 added
+#: ``entries.tx_count``; a layout-1 file is upgraded when it is opened.
+SCHEMA_VERSION = 2
 
 #: Longest device id: its HLC stamp "13 digits-5 digits-<device>" must fit the wire's 64.
 MAX_DEVICE_ID_LENGTH = 64 - 20
@@ -151,8 +157,11 @@ class Tx:
     conn: Connection
     tx_id: str
     count: int = 0
+    #: Encoded bytes so far, each entry sized with the widest ``tx_count`` it may get.
     size: int = 0
     op_ids: list[str] = field(default_factory=list)
+    #: Rows waiting for the commit, which inserts them once ``tx_count`` is known.
+    rows: list[dict[str, Any]] = field(default_factory=list)
     #: The next seq and last HLC stamp, read from ``meta`` at the first append and
     #: written back once, just before the commit (the write lock is held throughout).
     next_seq: int | None = None
@@ -183,6 +192,8 @@ entries_t = sa.Table(
     sa.Column("replaced_by", sa.String),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
+    # Last, where layout 2's ALTER TABLE adds it to a layout-1 file.
+    sa.Column("tx_count", sa.Integer, nullable=False),
     sa.Index("entries_state_seq", "state", "seq"),
     sa.Index("entries_tx", "tx_id"),
 )
@@ -282,6 +293,7 @@ class Outbox:
                 self._local.tx = tx
                 try:
                     yield tx
+                    self._insert(conn, tx)
                     if tx.next_seq is not None and tx.last_hlc is not None:
                         self._set_meta(conn, "next_seq", str(tx.next_seq))
                         self._set_meta(conn, "last_hlc", str(tx.last_hlc))
@@ -320,6 +332,7 @@ class Outbox:
                 "device_id": self.device_id,
                 "seq": seq,
                 "tx_id": tx.tx_id,
+                "tx_count": self.config.max_entries,  # the widest it may be; exact at commit
                 "hlc": str(stamp),
                 "collection": collection,
                 "record_id": record_id,
@@ -330,8 +343,7 @@ class Outbox:
             size = len(canonical_json(wire))
             self._check_fits(tx, size)
             now = self._clock()
-            conn.execute(
-                _INSERT_ENTRY,
+            tx.rows.append(
                 {
                     "seq": seq,
                     "op_id": op_id,
@@ -347,7 +359,7 @@ class Outbox:
                     "attempts": 0,
                     "created_at": now,
                     "updated_at": now,
-                },
+                }
             )
         tx.next_seq = seq + 1
         tx.last_hlc = stamp
@@ -544,6 +556,8 @@ class Outbox:
             raise OutboxError(
                 f"{self.path} was written by a newer fieldsync (layout {version})", path=self.path
             )
+        if version == 1:
+            _upgrade_to_2(conn)
         if version == 0:
             if device_id is None:
                 raise OutboxError(f"{self.path} is not a fieldsync outbox", path=self.path)
@@ -570,6 +584,19 @@ class Outbox:
             .where(entries_t.c.state == State.IN_FLIGHT.value)
             .values(state=State.PENDING.value, updated_at=self._clock())
         )
+
+    def _insert(self, conn: Connection, tx: Tx) -> None:
+        """Insert a committing transaction's rows, now that its ``tx_count`` is known."""
+        if not tx.rows:
+            return
+        count = len(tx.rows)
+        # append() sized each entry with tx_count at its widest; the digits it saves:
+        saved = len(str(self.config.max_entries)) - len(str(count))
+        with self._guard("record"):
+            conn.execute(
+                _INSERT_ENTRY,
+                [{**row, "tx_count": count, "size": row["size"] - saved} for row in tx.rows],
+            )
 
     def _fit(self, groups: list[list[_Row]], limit: int) -> list[_Row]:
         chosen: list[_Row] = []
@@ -671,6 +698,7 @@ class Outbox:
             device_id=self.device_id,
             seq=row.seq,
             tx_id=row.tx_id,
+            tx_count=row.tx_count,
             hlc=row.hlc,
             collection=row.collection,
             record_id=row.record_id,
@@ -730,6 +758,20 @@ def _required(meta: Mapping[str, str], key: str) -> str:
     if key not in meta:
         raise OutboxError(f"outbox meta {key!r} is missing")
     return meta[key]
+
+
+def _upgrade_to_2(conn: Connection) -> None:
+    """Layout 1 -> 2: add ``tx_count`` (entries per tx_id) and grow ``size`` to match."""
+    conn.exec_driver_sql("ALTER TABLE entries ADD COLUMN tx_count INTEGER NOT NULL DEFAULT 1")
+    # Every row of a transaction stays in the table for good (acked rows are history),
+    # so counting rows per tx_id gives each transaction's size as it was committed.
+    conn.exec_driver_sql(
+        "UPDATE entries SET tx_count ="
+        " (SELECT count(*) FROM entries AS e WHERE e.tx_id = entries.tx_id)"
+    )
+    # The canonical encoding now also holds '"tx_count":N,' (12 bytes + the digits).
+    conn.exec_driver_sql("UPDATE entries SET size = size + 12 + length(tx_count)")
+    conn.exec_driver_sql("pragma user_version = 2")
 
 
 def _check_device_id(device_id: str) -> None:

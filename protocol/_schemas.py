@@ -18,6 +18,8 @@ from .model import KINDS, STATUSES, Ack, Batch, Entry, Result
 
 _name = validate.Length(min=1, max=MAX_NAME_LENGTH)
 _id = validate.Length(min=1, max=64)
+#: Entries in one local transaction: it travels in one batch, so at most a batch's worth.
+_tx_count = validate.Range(min=1, max=MAX_ENTRIES_PER_BATCH)
 
 
 class EntrySchema(Schema):
@@ -27,6 +29,7 @@ class EntrySchema(Schema):
     device_id = fields.String(required=True, validate=_id)
     seq = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
     tx_id = fields.String(required=True, validate=_id)
+    tx_count = fields.Integer(required=True, strict=True, validate=_tx_count)
     hlc = fields.String(required=True, validate=validate.Length(min=1, max=64))
     collection = fields.String(required=True, validate=_name)
     record_id = fields.String(required=True, validate=_name)
@@ -111,6 +114,29 @@ def _incoherence(device_id: object, entries: list[Entry]) -> dict[str, Any] | No
         if prev is not None and entry.tx_id != prev.tx_id and entry.tx_id in seen:
             return {"entries": ["a transaction's entries must be contiguous"]}
         seen.add(entry.tx_id)
+    return _incomplete(entries)
+
+
+def _incomplete(entries: list[Entry]) -> dict[str, Any] | None:
+    """Why a transaction in ``entries`` is not carried whole, or None if each one is."""
+    start = 0
+    while start < len(entries):
+        end = start + 1
+        while end < len(entries) and entries[end].tx_id == entries[start].tx_id:
+            end += 1
+        counts = {e.tx_count for e in entries[start:end]}
+        where = f"the transaction of entries {start}..{end - 1}"
+        if len(counts) > 1:
+            return {"entries": [f"{where} disagree on tx_count ({sorted(counts)})"]}
+        (count,) = counts
+        if count != end - start:
+            return {
+                "entries": [
+                    f"{where} is not whole: tx_count is {count}, the batch carries "
+                    f"{end - start} (a batch must carry each transaction whole)"
+                ]
+            }
+        start = end
     return None
 
 
@@ -146,6 +172,8 @@ def fast_entry(raw: object) -> Entry | None:
         _text(raw["op_id"], 64)
         and _text(raw["device_id"], 64)
         and _text(raw["tx_id"], 64)
+        and _positive(raw["tx_count"])
+        and raw["tx_count"] <= MAX_ENTRIES_PER_BATCH
         and _text(raw["hlc"], 64)
         and _text(raw["collection"], MAX_NAME_LENGTH)
         and _text(raw["record_id"], MAX_NAME_LENGTH)
@@ -163,6 +191,7 @@ def fast_entry(raw: object) -> Entry | None:
         device_id=raw["device_id"],
         seq=raw["seq"],
         tx_id=raw["tx_id"],
+        tx_count=raw["tx_count"],
         hlc=raw["hlc"],
         collection=raw["collection"],
         record_id=raw["record_id"],

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 #: Protocol version on every batch, "MAJOR.MINOR". A server refuses another MAJOR
 #: with ``upgrade_required`` (HTTP 426); MINOR changes only add optional things.
-PROTOCOL_VERSION = "1.0"
-PROTOCOL_MAJOR = 1
+#: 2.0 added the required entry member ``tx_count`` (a batch must carry each
+#: transaction whole); a 1.x client is told to upgrade rather than refused with 400.
+PROTOCOL_VERSION = "2.0"
+PROTOCOL_MAJOR = 2
 
 #: Entries per batch: keeps one server transaction short (locks held < ~100 ms on
 #: SQLite) and one retry cheap on a weak link.

@@ -14,12 +14,17 @@ STATUSES: tuple[Status, ...] = ("applied", "duplicate", "rejected", "conflict")
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """One change a rep made; ``op_id`` is its idempotency key."""
+    """One change a rep made; ``op_id`` is its idempotency key.
+
+    ``tx_count`` is how many entries its local transaction holds, frozen when that
+    transaction commits on the device: a batch must carry each transaction whole.
+    """
 
     op_id: str
     device_id: str
     seq: int
     tx_id: str
+    tx_count: int
     hlc: str
     collection: str
     record_id: str

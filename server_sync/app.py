@@ -15,6 +15,7 @@ from protocol.constants import MAX_WIRE_BYTES
 
 from . import db
 from .errors import HttpError, Unavailable, first_line
+from .openapi import openapi
 from .ratelimit import RateLimit
 from .state import EXTENSION, ServerState
 from .views import sync
@@ -69,6 +70,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         engine, app.config["REGISTRY"] or crm_registry(), rate_limit
     )
     app.register_blueprint(sync)
+    app.register_blueprint(openapi)
     app.register_error_handler(Exception, render_error)
     return app
 

@@ -44,7 +44,10 @@ from .models import ops, record_fields
 #: The field a delete sets to true and an upsert or patch sets to false.
 DELETED = "__deleted__"
 
-_ENTRY_MEMBERS = tuple(f.name for f in dataclasses.fields(Entry))
+#: What an op's digest covers: every member but ``tx_count``, which describes the
+#: transaction, not the change, and which protocol 1.x did not send, so an op stored
+#: from a 1.x device and replayed after its upgrade is still the same entry.
+_ENTRY_MEMBERS = tuple(f.name for f in dataclasses.fields(Entry) if f.name != "tx_count")
 _RESULT_MEMBERS = tuple(f.name for f in dataclasses.fields(Result))
 
 _FieldKey = tuple[str, str, str]  # collection, record_id, field
@@ -317,7 +320,7 @@ def _op_row(run: _Run, entry: Entry, verdict: Result) -> dict[str, Any]:
 
 def _digest(entry: Entry) -> str:
     """What makes two entries with one op_id the same entry."""
-    # The bytes of canonical_json(dataclasses.asdict(entry)), without asdict's deep copy.
+    # canonical_json of the entry's members but tx_count, without asdict's deep copy.
     plain = {name: getattr(entry, name) for name in _ENTRY_MEMBERS}
     return hashlib.sha256(canonical_json(plain)).hexdigest()
 

@@ -30,7 +30,7 @@ Handler = Callable[[httpx.Request], httpx.Response]
 
 def a_batch(n: int = 2) -> Batch:
     entries = tuple(
-        Entry(f"op-{i}", "dev-1", i, "tx-1", f"1700000000000-0000{i}-dev-1", "customers",
+        Entry(f"op-{i}", "dev-1", i, "tx-1", n, f"1700000000000-0000{i}-dev-1", "customers",
               f"c{i}", "upsert", {"name": f"C{i}"}, 1)
         for i in range(1, n + 1)
     )  # fmt: skip

@@ -157,7 +157,7 @@ def test_an_unknown_schema_version_stops_sync_and_keeps_every_entry(tmp_path: Pa
 def test_an_old_protocol_version_is_refused_then_delivered_after_the_upgrade(
     setup: Setup,
 ) -> None:
-    with setup.client(config=OutboxConfig(protocol_version="0.9")) as client:
+    with setup.client(config=OutboxConfig(protocol_version="1.0")) as client:
         client.record("customers", "c1", {"name": "a"})
         report = client.sync_now()
         assert isinstance(report.last_error, UpgradeRequired)

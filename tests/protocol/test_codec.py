@@ -24,7 +24,8 @@ from protocol import (
     encode_ack,
     encode_batch,
 )
-from protocol.constants import MAX_ENTRIES_PER_BATCH
+from protocol.constants import MAX_ENTRIES_PER_BATCH, PROTOCOL_VERSION
+from tests.whole import UNSET, whole
 
 
 def entry(seq: int, tx: str = "t1", **over: object) -> Entry:
@@ -33,6 +34,7 @@ def entry(seq: int, tx: str = "t1", **over: object) -> Entry:
         device_id="d1",
         seq=seq,
         tx_id=tx,
+        tx_count=UNSET,
         hlc=f"0000000000001-{seq:05d}-d1",
         collection="customers",
         record_id="c1",
@@ -44,8 +46,8 @@ def entry(seq: int, tx: str = "t1", **over: object) -> Entry:
     return Entry(**base)  # type: ignore[arg-type]
 
 
-def batch(*entries: Entry, version: str = "1.0") -> Batch:
-    return Batch(version, "b1", "d1", entries or (entry(1),))
+def batch(*entries: Entry, version: str = PROTOCOL_VERSION) -> Batch:
+    return Batch(version, "b1", "d1", whole(entries or (entry(1),)))
 
 
 def test_batch_round_trip_keeps_null_fields() -> None:
@@ -116,7 +118,7 @@ def test_too_many_entries() -> None:
         decode_batch(encode_batch(batch(*many)))
 
 
-@pytest.mark.parametrize("version", ["2.0", "0.9"])
+@pytest.mark.parametrize("version", ["1.0", "3.0", "0.9"])
 def test_other_major_is_upgrade_required(version: str) -> None:
     with pytest.raises(UnsupportedVersion):
         decode_batch(encode_batch(batch(version=version)))
@@ -132,7 +134,7 @@ def test_version_must_be_major_minor(version: object) -> None:
 
 
 def test_minor_versions_are_compatible() -> None:
-    assert decode_batch(encode_batch(batch(version="1.7"))).protocol_version == "1.7"
+    assert decode_batch(encode_batch(batch(version="2.7"))).protocol_version == "2.7"
 
 
 def test_compression_round_trip_and_limits() -> None:

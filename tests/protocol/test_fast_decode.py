@@ -14,17 +14,19 @@ from marshmallow import ValidationError
 from protocol import ProtocolError, decode_ack, decode_batch
 from protocol._schemas import AckSchema, BatchSchema, fast_ack, fast_batch
 from protocol.codec import canonical_json
+from protocol.constants import PROTOCOL_VERSION
 
 _BATCH = BatchSchema()
 _ACK = AckSchema()
 
 
-def _entry(i: int, tx: int) -> dict[str, Any]:
+def _entry(i: int, tx: int, tx_count: int) -> dict[str, Any]:
     return {
         "op_id": f"op-{i}",
         "device_id": "d1",
         "seq": i + 1,
         "tx_id": f"tx-{tx}",
+        "tx_count": tx_count,
         "hlc": f"1700000000000-{i:05d}-d1",
         "collection": "customers",
         "record_id": f"c{i}",
@@ -35,8 +37,14 @@ def _entry(i: int, tx: int) -> dict[str, Any]:
 
 
 def _valid_batch(n: int) -> dict[str, Any]:
-    entries = [_entry(i, i // 2) for i in range(n)]
-    return {"protocol_version": "1.0", "batch_id": "b1", "device_id": "d1", "entries": entries}
+    # Transactions of two entries (the last one of one when n is odd).
+    entries = [_entry(i, i // 2, min(2, n - i // 2 * 2)) for i in range(n)]
+    return {
+        "protocol_version": PROTOCOL_VERSION,
+        "batch_id": "b1",
+        "device_id": "d1",
+        "entries": entries,
+    }
 
 
 _odd = st.sampled_from(
@@ -64,7 +72,9 @@ def _mutated_batches(draw: st.DrawFn) -> dict[str, Any]:
         target, key = slots[draw(st.integers(0, len(slots) - 1))]
         action = draw(st.sampled_from(["set", "set", "delete", "add"]))
         if action == "set":
-            target[key] = draw(_odd | st.sampled_from(["upsert", "delete", "d1", "op-0", "tx-0"]))
+            target[key] = draw(
+                _odd | st.sampled_from(["upsert", "delete", "d1", "op-0", "tx-0", 500, 501])
+            )
         elif action == "delete":
             del target[key]
         else:

@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from protocol import Ack, Batch, Entry, Result, encode_batch, to_wire
+from protocol import PROTOCOL_VERSION, Ack, Batch, Entry, Result, encode_batch, to_wire
 from protocol.codec import canonical_json
 
 
@@ -39,6 +39,7 @@ _entries = st.builds(
     device_id=st.just("d"),
     seq=st.integers(1, 10),
     tx_id=st.text(min_size=1, max_size=3),
+    tx_count=st.integers(1, 500),
     hlc=st.just("0000000000000-00000-d"),
     collection=st.just("customers"),
     record_id=st.text(min_size=1, max_size=3),
@@ -61,7 +62,7 @@ _results = _results | st.builds(
 
 @given(st.lists(_entries, max_size=4))
 def test_a_batch_is_what_asdict_made_it(entries: list[Entry]) -> None:
-    batch = Batch("1.0", "b", "d", tuple(entries))
+    batch = Batch(PROTOCOL_VERSION, "b", "d", tuple(entries))
     assert to_wire(batch) == _reference(batch)
     assert encode_batch(batch) == canonical_json(_reference(batch))
 
@@ -73,7 +74,7 @@ def test_an_ack_is_what_asdict_made_it(results: list[Result]) -> None:
 
 
 def test_to_wire_copies_fields() -> None:
-    entry = Entry("o", "d", 1, "t", "h", "customers", "c", "upsert", {"n": [1]}, 1)
-    wire = to_wire(Batch("1.0", "b", "d", (entry,)))
+    entry = Entry("o", "d", 1, "t", 1, "h", "customers", "c", "upsert", {"n": [1]}, 1)
+    wire = to_wire(Batch(PROTOCOL_VERSION, "b", "d", (entry,)))
     wire["entries"][0]["fields"]["n"].append(2)
     assert entry.fields == {"n": [1]}

@@ -22,6 +22,7 @@ from protocol import PROTOCOL_VERSION, Ack, Batch, Entry, compress, decode_ack, 
 from server_sync import add_device, create_app
 from server_sync.state import server_state
 from simulations.procs import scratch_schema, wait_ready
+from tests.whole import UNSET, whole
 
 TABLES = ("devices", "ops", "record_fields")
 
@@ -47,6 +48,7 @@ class Wire:
             "device_id": self.device_id,
             "seq": seq,
             "tx_id": tx,
+            "tx_count": UNSET,  # batch() fills it in unless a test sets it
             "hlc": stamp(seq),
             "collection": "customers",
             "record_id": "c1",
@@ -60,7 +62,7 @@ class Wire:
     def batch(self, *entries: Entry, version: str = PROTOCOL_VERSION) -> Batch:
         """A batch of ``entries`` with a fresh batch id."""
         self.sent += 1
-        return Batch(version, f"b-{self.sent}", self.device_id, entries)
+        return Batch(version, f"b-{self.sent}", self.device_id, whole(entries))
 
     def post(
         self,

@@ -157,7 +157,7 @@ def test_another_protocol_major_is_426_and_nothing_is_written(
     wire: Wire, engine: sa.Engine
 ) -> None:
     before = rows(engine)
-    response = wire.post(wire.batch(wire.entry(1), version="2.0"))
+    response = wire.post(wire.batch(wire.entry(1), version="1.0"))
     assert response.status_code == 426
     assert error_of(response)["code"] == "upgrade_required"
     assert rows(engine) == before

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conflict import Hlc
-from protocol import Batch, Entry, crm_registry
+from protocol import PROTOCOL_VERSION, Batch, Entry, crm_registry
 from server_sync import apply_batch, create_engine, get_record, upgrade
 from server_sync.models import devices, ops, record_fields
 
@@ -47,7 +47,10 @@ def _apply_each(engine: sa.Engine, entries: list[Entry]) -> None:
     for entry in entries:
         with engine.begin() as conn:
             ack = apply_batch(
-                conn, entry.device_id, Batch("1.0", "b", entry.device_id, (entry,)), REGISTRY
+                conn,
+                entry.device_id,
+                Batch(PROTOCOL_VERSION, "b", entry.device_id, (entry,)),
+                REGISTRY,
             )
         assert ack.results[0].outcome.status == "applied"
 
@@ -89,6 +92,7 @@ def _writes(draw: st.DrawFn) -> list[Entry]:
                 device_id=device,
                 seq=i + 1,
                 tx_id=f"tx-{i}",
+                tx_count=1,
                 hlc=str(stamp),
                 collection="customers",
                 record_id=draw(st.sampled_from(["r1", "r2"])),
@@ -127,6 +131,7 @@ def _conflicting() -> list[Entry]:
             device_id=device,
             seq=i,
             tx_id=f"tx-{i}",
+            tx_count=1,
             hlc=str(Hlc(1_700_000_000_000 + wall, 0, device)),
             collection="customers",
             record_id="r1",

@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from conflict import Hlc
-from protocol import Ack, Batch, Entry, compress, decode_ack, encode_batch
+from protocol import PROTOCOL_VERSION, Ack, Batch, Entry, compress, decode_ack, encode_batch
 from server_sync import add_device, create_engine, get_record, upgrade
 from simulations.procs import free_port
 from tests.server_sync.conftest import PYTHON, ServerProcess
@@ -38,6 +38,7 @@ def _batch(device_id: str, round_: int) -> Batch:
             "device_id": device_id,
             "seq": round_ * 100 + i,
             "tx_id": f"r{round_}-{tx}",
+            "tx_count": 2 if tx in ("t1", "t2") else 1,
             "hlc": str(Hlc(1_700_000_000_000 + round_, i, device_id)),
             "collection": "customers",
             "record_id": f"r{round_}-c{i}",
@@ -55,7 +56,7 @@ def _batch(device_id: str, round_: int) -> Batch:
         entry(4, "t2"),
         entry(5, "t3", record_id="shared", fields={"name": f"Round {round_}"}),
     )
-    return Batch("1.0", f"batch-{round_}", device_id, entries)
+    return Batch(PROTOCOL_VERSION, f"batch-{round_}", device_id, entries)
 
 
 def _post(base_url: str, token: str, batch: Batch) -> httpx.Response:

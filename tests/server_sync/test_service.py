@@ -11,10 +11,11 @@ import pytest
 import sqlalchemy as sa
 
 from conflict import Hlc
-from protocol import Ack, Batch, Entry, crm_registry
+from protocol import PROTOCOL_VERSION, Ack, Batch, Entry, crm_registry
 from server_sync import add_device, apply_batch, create_engine, get_record, service, upgrade
 from server_sync.errors import WrongDevice
 from tests.server_sync.conftest import rows
+from tests.whole import UNSET, whole
 
 REGISTRY = crm_registry()
 
@@ -26,6 +27,7 @@ def _batch(device_id: str) -> Batch:
             device_id=device_id,
             seq=i,
             tx_id=f"tx-{i // 2}",
+            tx_count=UNSET,
             hlc=str(Hlc(1_700_000_000_000, i, device_id)),
             collection="customers",
             record_id=f"c{i}",
@@ -35,7 +37,7 @@ def _batch(device_id: str) -> Batch:
         )
         for i in range(1, 5)
     )
-    return Batch("1.0", "b1", device_id, entries)
+    return Batch(PROTOCOL_VERSION, "b1", device_id, whole(entries))
 
 
 def _enrol(engine: sa.Engine) -> str:
