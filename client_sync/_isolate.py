@@ -11,10 +11,15 @@ strikes in a row is set aside as two *suspect groups*, its halves; the rest of t
 queue goes on in ordinary batches and, when it is empty, the suspect groups are
 sent alone, least recently tried first (so a healthy half is delivered between the
 tries of a failing one). A group with ``threshold`` strikes is halved again; a
-single transaction with ``threshold`` strikes is parked, but only if another batch
-was accepted between its first strike and this one: proof the server works and it
-is this transaction it fails on. Without proof (everything fails) nothing is parked
-and the suspects are retried with the backoff like any batch.
+single transaction with ``threshold`` strikes is parked, but only once another batch
+was accepted since its isolation began (its halves inherit that proof): the server
+works, and it is this transaction it fails on. Without proof (everything fails)
+nothing is parked and the suspects are retried with the backoff like any batch; a
+lone suspect with nothing else pending waits, struck, until the next batch of new
+records gets through. The cost of this rule: a server that starts failing every
+batch with 500 in the middle of an isolation (after a half got through) can get a
+healthy transaction parked; it stays resubmittable, and 503 (our server's answer
+when its database is down) never counts.
 
 One isolation at a time: while groups are set aside, an ordinary batch that reaches
 the threshold keeps its strikes and takes turns with the groups; it is split when
@@ -50,7 +55,7 @@ class Group:
 
     tx_ids: list[str]
     strikes: int = 0
-    #: Another batch was accepted since this group's first strike.
+    #: Another batch was accepted since the isolation of this group began.
     proven: bool = False
     #: Attempt number of its last try (the least recently tried goes first).
     tried: int = -1
@@ -96,8 +101,9 @@ class Isolation:
         if len(sent) == len(group.tx_ids):
             return group
         at = self.groups.index(group)
-        taken, rest = Group(sent), Group([t for t in group.tx_ids if t not in set(sent)])
-        self.groups[at : at + 1] = [taken, rest]
+        rest = [t for t in group.tx_ids if t not in set(sent)]
+        taken, rest_group = Group(sent, proven=group.proven), Group(rest, proven=group.proven)
+        self.groups[at : at + 1] = [taken, rest_group]
         return taken
 
     def succeeded(self, group: Group | None) -> None:
@@ -108,8 +114,7 @@ class Isolation:
         else:
             self.groups.remove(group)
         for other in self.groups:
-            if other.strikes:
-                other.proven = True
+            other.proven = True
 
     def failed(self, tx_ids: list[str], group: Group | None, exc: BaseException) -> bool:
         """Account for a failed send; True if ``group`` is now to be parked."""
@@ -125,7 +130,7 @@ class Isolation:
             return False
         if len(group.tx_ids) > 1:
             at = self.groups.index(group)
-            self.groups[at : at + 1] = _halves(group.tx_ids)
+            self.groups[at : at + 1] = _halves(group.tx_ids, group.proven)
             return False
         if group.proven:
             self.groups.remove(group)
@@ -148,6 +153,6 @@ class Isolation:
         self.head, self.head_strikes = None, 0
 
 
-def _halves(tx_ids: list[str]) -> list[Group]:
+def _halves(tx_ids: list[str], proven: bool = False) -> list[Group]:
     middle = (len(tx_ids) + 1) // 2
-    return [Group(tx_ids[:middle]), Group(tx_ids[middle:])]
+    return [Group(tx_ids[:middle], proven=proven), Group(tx_ids[middle:], proven=proven)]
