@@ -17,18 +17,31 @@ from protocol.model import KINDS, Ack, Batch, Kind
 from protocol.registry import Registry, crm_registry
 
 from ._channels import Channel, ChannelSet
+from ._isolate import Group, Isolation
 from ._outbox import Applied, Outbox, OutboxConfig, OutboxEntry, ParkedEntry, Tx
-from ._retry import Backoff, RetryPolicy
+from ._retry import Backoff, OutOfTime, RetryPolicy
 from ._states import State, check
 from .errors import AckMismatch, OutboxError, SyncStopped, TransportError
 
 #: meta key holding why syncing last stopped, for tools such as ``fieldsync status``.
 STOPPED_KEY = "sync_stopped"
 
+#: Default bound of one ``sync_now()`` call, in seconds of the client's monotonic clock.
+SYNC_NOW_TIMEOUT = 60.0
+
+#: Verdict code of a transaction parked by the client: the server kept failing on it.
+SERVER_ERROR = "server_error"
+
 
 @dataclass(frozen=True, slots=True)
 class SyncReport:
-    """What one drain pass did: batches acked, entries in them by verdict, what is left."""
+    """What one drain pass did: batches acked, entries in them by verdict, what is left.
+
+    ``remaining`` entries are still pending; ``last_error`` says why (None: drained);
+    ``failures`` counts failed sends in this pass; ``timed_out`` is True when the pass
+    ended at its time bound; ``held`` counts transactions set aside while the client
+    isolates one the server keeps failing on (docs/client.md).
+    """
 
     batches: int = 0
     sent: int = 0
@@ -38,6 +51,18 @@ class SyncReport:
     remaining: int = 0
     last_error: ClientError | None = None
     conflict: int = 0
+    failures: int = 0
+    timed_out: bool = False
+    held: int = 0
+
+    @property
+    def why(self) -> str | None:
+        """One line on why entries remain (None when nothing does)."""
+        if not self.remaining:
+            return None
+        cause = str(self.last_error) if self.last_error else "no failure recorded"
+        bound = "timed out; " if self.timed_out else ""
+        return f"{self.remaining} pending after {self.failures} failed sends: {bound}{cause}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +87,8 @@ class SyncClient:
     loop (``start``/``stop``) or ``sync_now`` drains. Transactions do not nest: opening
     one inside another on the same thread raises OutboxError. ``sleep=None`` (default)
     waits on an internal event, so ``stop()``/``close()`` cut a retry wait short; an
-    injected ``sleep`` is called as is (tests record it). The client owns its channels
+    injected ``sleep`` is called as is (tests record it); ``monotonic`` is the clock
+    ``sync_now``'s bound and Retry-After are measured on. The client owns its channels
     and closes them on ``close()``.
     """
 
@@ -79,13 +105,18 @@ class SyncClient:
         sleep: Callable[[float], object] | None = None,
         rng: random.Random | None = None,
         config: OutboxConfig | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._channels = ChannelSet(channels)
         self._registry = registry if registry is not None else crm_registry()
         self._halt = threading.Event()
         self._wake = threading.Event()
         self._sleep: Callable[[float], object] = sleep if sleep is not None else self._halt.wait
-        self._backoff = Backoff(retry or RetryPolicy(), self._channels, rng or random.Random())
+        policy = retry or RetryPolicy()
+        self._monotonic = monotonic
+        self._backoff = Backoff(policy, self._channels, rng or random.Random(), monotonic)
+        self._isolation = Isolation(policy.isolate_after)
+        self._failures = 0
         self._outbox = Outbox(path, key, device_id=device_id, clock=clock, config=config)
         self._sync_lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -171,11 +202,26 @@ class SyncClient:
 
     # -- syncing ------------------------------------------------------------------
 
-    def sync_now(self) -> SyncReport:
-        """Drain the outbox once, batch by batch, retrying per the policy."""
+    def sync_now(self, timeout: float | None = SYNC_NOW_TIMEOUT) -> SyncReport:
+        """Drain the outbox once, retrying per the policy, for at most ``timeout`` s.
+
+        No wait is begun that would end past the bound; a send already on the wire
+        finishes (the channel's own timeout bounds it). The report says what is
+        still pending and why (``remaining``, ``last_error``, ``timed_out``).
+        ``timeout=None`` drains with no bound, like the background loop.
+        """
         self._check_open()
-        with self._sync_lock:
-            return self._drain()
+        if timeout is not None and not timeout > 0:
+            raise ValueError("timeout must be > 0 (or None: no bound)")
+        deadline = None if timeout is None else self._monotonic() + timeout
+        # The background loop may hold the lock through a long retry: wait for it at
+        # most ``timeout`` real seconds (a lock cannot wait on an injected clock).
+        if not self._sync_lock.acquire(timeout=-1 if timeout is None else timeout):
+            return self._report(timed_out=True, error=self._last_error_as_client())
+        try:
+            return self._drain(deadline)
+        finally:
+            self._sync_lock.release()
 
     def start(self, interval: float = 30.0) -> None:
         """Run the drain in a background thread: at once, on ``record``, every ``interval`` s."""
@@ -293,12 +339,23 @@ class SyncClient:
         normalized = self._registry.validate(collection, kind, fields)
         return normalized, self._registry.get(collection).schema_version
 
-    def _drain(self) -> SyncReport:
+    def _drain(self, deadline: float | None = None) -> SyncReport:
         batches = sent = applied = duplicate = conflict = parked = 0
         error: ClientError | None = None
+        timed_out = False
+        self._failures = 0
         while True:
             try:
-                done = self._backoff.run(self._attempt, sleep=self._sleep, halt=self._halt)
+                if deadline is not None and self._monotonic() >= deadline:
+                    raise OutOfTime(None)
+                done = self._backoff.run(
+                    self._attempt, sleep=self._sleep, halt=self._halt, deadline=deadline
+                )
+            except OutOfTime as exc:
+                timed_out = True
+                last = exc.last if isinstance(exc.last, ClientError) else None
+                error = last or self._last_error_as_client()
+                break
             except TransportError as exc:
                 error = exc
                 self._last_error = exc
@@ -320,6 +377,17 @@ class SyncClient:
             duplicate += result.duplicate
             conflict += result.conflict
             parked += result.parked
+        totals = (batches, sent, applied, duplicate, parked, conflict)
+        return self._report(totals, error=error, timed_out=timed_out)
+
+    def _report(
+        self,
+        totals: tuple[int, ...] = (0,) * 6,
+        *,
+        error: ClientError | None,
+        timed_out: bool,
+    ) -> SyncReport:
+        batches, sent, applied, duplicate, parked, conflict = totals
         counts = self._outbox.stats()
         return SyncReport(
             batches=batches,
@@ -330,30 +398,60 @@ class SyncClient:
             remaining=counts[State.PENDING] + counts[State.IN_FLIGHT],
             last_error=error,
             conflict=conflict,
+            failures=self._failures,
+            timed_out=timed_out,
+            held=self._isolation.held_count(),
         )
+
+    def _last_error_as_client(self) -> ClientError | None:
+        last = self._last_error
+        return last if isinstance(last, ClientError) else None
 
     def _attempt(self, channel: Channel) -> tuple[Batch, Applied] | None:
         """One try: take a batch, send it on ``channel``, apply the ack."""
         if self._halt.is_set():
             raise _Halted
-        batch = self._outbox.take_batch(metered=channel.metered)
-        if batch is None:
+        taken = self._take(channel.metered)
+        if taken is None:
             return None
+        batch, group = taken
         try:
             ack = channel.send(batch)
             _check_ack(batch, ack, channel.name)
         except Exception as exc:
-            self._outbox.release(batch)
+            self._failures += 1
             if isinstance(exc, FieldsyncError):
                 self._last_error = exc  # shown by status() while the retry waits
+            if self._isolation.failed(_tx_ids(batch), group, exc):
+                self._outbox.park(batch, SERVER_ERROR, _server_error(exc, self._isolation))
+                return batch, Applied(parked=len(batch.entries))
+            self._outbox.release(batch)
             raise
         result = self._outbox.apply(batch, ack)
+        self._isolation.succeeded(group)
         self._backoff.succeeded()
         self._last_error = None
         if self._stopped is not None:
             self._stopped = None
             self._outbox.set_meta(STOPPED_KEY, None)
         return batch, result
+
+    def _take(self, metered: bool) -> tuple[Batch, Group | None] | None:
+        """The next batch: fresh transactions first, the suspects set aside in turns."""
+        isolation = self._isolation
+        while True:
+            group = isolation.turn()
+            if group is None:
+                batch = self._outbox.take_batch(metered=metered, skip=isolation.held())
+                if batch is not None:
+                    return batch, None
+                group = isolation.next_group()
+                if group is None:
+                    return None
+            batch = self._outbox.take_transactions(group.tx_ids, metered=metered)
+            if batch is not None:
+                return batch, isolation.narrow(group, _tx_ids(batch))
+            isolation.drop(group)  # nothing of it is pending any more
 
     def _loop(self, interval: float) -> None:
         while not self._halt.is_set():
@@ -388,6 +486,21 @@ def _check_ack(batch: Batch, ack: Ack, channel: str) -> None:
             batch_id=batch.batch_id,
             device_id=batch.device_id,
         )
+
+
+def _tx_ids(batch: Batch) -> list[str]:
+    """The batch's transactions, in order."""
+    return list(dict.fromkeys(e.tx_id for e in batch.entries))
+
+
+def _server_error(exc: BaseException, isolation: Isolation) -> str:
+    """The parked verdict's message: the server's status and code, and the proof."""
+    status = getattr(exc, "status", None)
+    code = getattr(exc, "code", None) or "no error code"
+    return (
+        f"HTTP {status} {code}: the server failed on this transaction "
+        f"{isolation.threshold} times in a row while it accepted other batches ({exc})"
+    )
 
 
 def _describe(exc: SyncStopped) -> str:

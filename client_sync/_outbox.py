@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -370,14 +370,20 @@ class Outbox:
 
     # -- sending ------------------------------------------------------------------
 
-    def take_batch(self, *, metered: bool) -> Batch | None:
-        """Move the oldest whole pending transactions that fit into in_flight; None if none."""
+    def take_batch(self, *, metered: bool, skip: Collection[str] = ()) -> Batch | None:
+        """Move the oldest whole pending transactions that fit into in_flight; None if none.
+
+        Transactions in ``skip`` (set aside by the sync loop) are left where they are.
+        """
         limit = self.config.max_metered_entries if metered else self.config.max_entries
         window = self.config.max_entries + 1
+        pending = entries_t.c.state == State.PENDING.value
+        if skip:
+            pending = sa.and_(pending, entries_t.c.tx_id.not_in(list(skip)))
         with self._lock, self._guard("take a batch"), self._writer.begin() as conn:
             heads = conn.execute(
                 sa.select(entries_t.c.seq, entries_t.c.tx_id, entries_t.c.size)
-                .where(entries_t.c.state == State.PENDING.value)
+                .where(pending)
                 .order_by(entries_t.c.seq)
                 .limit(window)
             ).all()
@@ -393,23 +399,57 @@ class Outbox:
                 chosen = self._fit(groups, limit)
                 where = entries_t.c.seq.between(chosen[0][0], chosen[-1][0])
             rows = conn.execute(
+                sa.select(entries_t).where(where, pending).order_by(entries_t.c.seq)
+            ).all()
+            return self._launch(conn, rows)
+
+    def take_transactions(self, tx_ids: Sequence[str], *, metered: bool) -> Batch | None:
+        """Move the pending entries of these transactions (those that fit, oldest first)
+        into in_flight as one batch; None if none of them is pending."""
+        limit = self.config.max_metered_entries if metered else self.config.max_entries
+        with self._lock, self._guard("take a batch"), self._writer.begin() as conn:
+            rows = conn.execute(
                 sa.select(entries_t)
-                .where(where, entries_t.c.state == State.PENDING.value)
+                .where(
+                    entries_t.c.state == State.PENDING.value,
+                    entries_t.c.tx_id.in_(list(tx_ids)),
+                )
                 .order_by(entries_t.c.seq)
             ).all()
+            if not rows:
+                return None
+            chosen = {r.tx_id for r in self._fit(_group(rows), limit)}
+            return self._launch(conn, [r for r in rows if r.tx_id in chosen])
+
+    def park(self, batch: Batch, code: str, message: str) -> None:
+        """Park an in-flight batch with the client's own verdict (the server never gave one)."""
+        with self._lock, self._guard("park a batch"), self._writer.begin() as conn:
             self._move(
                 conn,
-                [r.op_id for r in rows],
-                State.PENDING,
+                [e.op_id for e in batch.entries],
                 State.IN_FLIGHT,
-                attempts=entries_t.c.attempts + 1,
+                State.PARKED,
+                status=None,
+                code=code,
+                field=None,
+                message=message,
             )
-            return Batch(
-                protocol_version=self.config.protocol_version,
-                batch_id=str(uuid7()),
-                device_id=self.device_id,
-                entries=tuple(self._entry(r) for r in rows),
-            )
+
+    def _launch(self, conn: Connection, rows: Sequence[_Row]) -> Batch:
+        """Move ``rows`` to in_flight and make them a batch."""
+        self._move(
+            conn,
+            [r.op_id for r in rows],
+            State.PENDING,
+            State.IN_FLIGHT,
+            attempts=entries_t.c.attempts + 1,
+        )
+        return Batch(
+            protocol_version=self.config.protocol_version,
+            batch_id=str(uuid7()),
+            device_id=self.device_id,
+            entries=tuple(self._entry(r) for r in rows),
+        )
 
     def release(self, batch: Batch) -> None:
         """Put a batch that did not get an ack back to pending."""

@@ -70,6 +70,9 @@ class RetryPolicy:
     max_attempts: int | None = None
     #: Factor applied to every wait (simulations shrink time with it).
     scale: float = 1.0
+    #: 5xx failures in a row (503 excepted) before a batch is split by halves, and
+    #: before a lone transaction is parked as ``server_error`` (see _isolate.py).
+    isolate_after: int = 3
 
     def __post_init__(self) -> None:
         if min(self.first_wait, self.second_wait, self.max_retry_after,
@@ -79,6 +82,8 @@ class RetryPolicy:
             raise ValueError("max_wait must be >= first_wait and second_wait")
         if self.switch_after < 1 or self.multiplier < 1 or self.scale <= 0:
             raise ValueError("need switch_after >= 1, multiplier >= 1, scale > 0")
+        if self.isolate_after < 1:
+            raise ValueError("isolate_after must be >= 1")
         if self.max_attempts is not None and self.max_attempts < 1:
             raise ValueError("max_attempts must be >= 1 or None")
 
@@ -161,14 +166,23 @@ class Backoff:
         *,
         sleep: Callable[[float], object],
         halt: threading.Event,
+        deadline: float | None = None,
     ) -> T:
-        """Call ``attempt(current_channel)`` until it returns or raises a non-retryable error."""
+        """Call ``attempt(current_channel)`` until it returns or raises a non-retryable error.
+
+        With a ``deadline`` (monotonic), a wait that would end past it is not begun:
+        OutOfTime is raised instead, carrying the last failure.
+        """
         left = self._not_before - self._monotonic()
         if left > 0:
+            if deadline is not None and self._monotonic() + left > deadline:
+                raise OutOfTime(None)  # a Retry-After from an earlier pass outlasts us
             sleep(left)  # a Retry-After from an earlier pass still holds
         stop: tenacity.stop.stop_base = tenacity.stop_when_event_set(halt)
         if self.policy.max_attempts is not None:
             stop = stop | tenacity.stop_after_attempt(self.policy.max_attempts)
+        if deadline is not None:
+            stop = stop | _StopAt(deadline, self._monotonic)
         retrying = tenacity.Retrying(
             sleep=_skip_zero(sleep),
             wait=lambda _state: self._upcoming,
@@ -192,6 +206,27 @@ class Backoff:
             self.channels.current.name,
             state.upcoming_sleep,
         )
+
+
+class OutOfTime(Exception):
+    """Internal: the next wait would end past the caller's deadline; ``last`` failed last."""
+
+    def __init__(self, last: BaseException | None) -> None:
+        super().__init__("out of time")
+        self.last = last
+
+
+class _StopAt(tenacity.stop.stop_base):
+    """Raise OutOfTime when the upcoming wait would end past ``deadline``."""
+
+    def __init__(self, deadline: float, monotonic: Callable[[], float]) -> None:
+        self.deadline = deadline
+        self.monotonic = monotonic
+
+    def __call__(self, state: tenacity.RetryCallState) -> bool:
+        if self.monotonic() + (state.upcoming_sleep or 0.0) > self.deadline:
+            raise OutOfTime(state.outcome.exception() if state.outcome else None)
+        return False
 
 
 def _retryable(exc: BaseException) -> bool:

@@ -3,8 +3,13 @@
     pending ──take──▶ in_flight ──ack (applied/duplicate/conflict)──▶ acked
        ▲                 │  │
        └──network error──┘  └──ack (rejected)──▶ parked ──discard──▶ discarded
-           / crash+reopen                          │
+           / 5xx / crash+reopen  or server_error   │
                                                    └──resubmit──▶ resubmitted
+
+``server_error`` is the client's own verdict: a lone transaction the server failed
+on (5xx) ``RetryPolicy.isolate_after`` times in a row while it accepted other
+batches (see _isolate.py). It is parked like a rejection, and resubmitted or
+discarded the same way.
 
 A resubmit does not put the parked row back to pending: the server already holds a
 verdict for its op_id (a replay would only get the same rejection back) and has seen
@@ -37,7 +42,7 @@ TRANSITIONS: frozenset[tuple[State, State]] = frozenset(
         (State.PENDING, State.IN_FLIGHT),  # taken into a batch
         (State.IN_FLIGHT, State.PENDING),  # send failed, or found in flight on reopen
         (State.IN_FLIGHT, State.ACKED),  # applied, duplicate or conflict
-        (State.IN_FLIGHT, State.PARKED),  # rejected: into the offline data box
+        (State.IN_FLIGHT, State.PARKED),  # rejected, or server_error: into the data box
         (State.PARKED, State.RESUBMITTED),  # fixed and recorded again as a new entry
         (State.PARKED, State.DISCARDED),  # given up, with an audit row
     }

@@ -46,7 +46,7 @@ def test_after_switching_waits_grow_with_jitter_and_never_pass_the_cap(
     cellular = ScriptedChannel("cellular", server, metered=True, forever=down())
     client = make_client([wifi, cellular], retry=RetryPolicy(max_attempts=20))
     client.record("customers", "c1", {"name": "A"})
-    report = client.sync_now()
+    report = client.sync_now(timeout=None)
     assert isinstance(report.last_error, LinkFailure)
     assert report.remaining == 1 and client.stats()["pending"] == 1
     # Every 3rd consecutive link failure switches (wifi, cellular, wifi, ...) at once.
@@ -81,7 +81,7 @@ def test_retry_after_is_honoured_even_above_the_schedule(
     wifi = ScriptedChannel("wifi", server, script=[busy(120), busy(1), busy(7200)])
     client = make_client([wifi])
     client.record("customers", "c1", {"name": "A"})
-    client.sync_now()
+    client.sync_now(timeout=None)
     assert sleeps[0] == 120.0  # never shorter than Retry-After
     assert sleeps[1] == 30.0  # a short Retry-After does not shorten the schedule
     assert sleeps[2] == 3600.0  # an absurd one is held to max_retry_after
@@ -93,9 +93,9 @@ def test_a_retry_after_outlives_the_drain_pass_so_sync_now_does_not_come_back_ea
     wifi = ScriptedChannel("wifi", server, script=[busy(120)])
     client = make_client([wifi], retry=RetryPolicy(max_attempts=1))
     client.record("customers", "c1", {"name": "A"})
-    assert isinstance(client.sync_now().last_error, ServerBusy)
+    assert isinstance(client.sync_now(timeout=None).last_error, ServerBusy)
     assert (sleeps, len(wifi.batches)) == ([], 1)  # the pass ended on the 429
-    report = client.sync_now()  # e.g. the app's "sync now" button, a second later
+    report = client.sync_now(timeout=None)  # e.g. the app's "sync now" button, a second later
     assert len(sleeps) == 1 and 119 < sleeps[0] <= 120  # waited out the Retry-After first
     assert (report.applied, len(wifi.batches)) == (1, 2)
     client.record("customers", "c2", {"name": "B"})
@@ -110,7 +110,7 @@ def test_server_busy_never_switches_channel(
     cellular = ScriptedChannel("cellular", server, metered=True)
     client = make_client([wifi, cellular])
     client.record("customers", "c1", {"name": "A"})
-    assert client.sync_now().applied == 1
+    assert client.sync_now(timeout=None).applied == 1
     assert cellular.batches == []  # no cellular data burnt on a busy server
     assert len(wifi.batches) == 6
     assert sleeps[:2] == [3.0, 30.0] and len(sleeps) == 5
@@ -123,7 +123,7 @@ def test_a_busy_answer_proves_the_link_and_resets_the_switch_count(
     cellular = ScriptedChannel("cellular", server, metered=True)
     client = make_client([wifi, cellular])
     client.record("customers", "c1", {"name": "A"})
-    client.sync_now()
+    client.sync_now(timeout=None)
     assert (len(wifi.batches), len(cellular.batches)) == (6, 0)
 
 

@@ -203,7 +203,7 @@ def test_a_shed_batch_waits_out_the_retry_after_and_stays_pending(tmp_path: Path
             with client.transaction():
                 for i in range(100):
                     client.record("customers", f"c{t}-{i}", {"name": "n"})
-        report = client.sync_now()
+        report = client.sync_now(timeout=None)
         assert isinstance(report.last_error, ServerBusy)
         retry_after = report.last_error.retry_after
         assert retry_after is not None and retry_after >= 1
