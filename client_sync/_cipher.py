@@ -59,7 +59,9 @@ def probe_key(path: str, quoted_password: str) -> None:
         conn.close()
 
 
-def cipher_engine(path: str, password: str, busy_timeout_ms: int) -> Engine:
+def cipher_engine(
+    path: str, password: str, busy_timeout_ms: int, wal_autocheckpoint: int = 1_000
+) -> Engine:
     """An engine whose one connection is silenced, keyed, verified, then tuned."""
 
     def creator() -> Any:
@@ -80,6 +82,7 @@ def cipher_engine(path: str, password: str, busy_timeout_ms: int) -> Engine:
             cursor.execute("pragma synchronous = full")
             cursor.execute(f"pragma busy_timeout = {int(busy_timeout_ms)}")
             cursor.execute("pragma temp_store = memory")
+            cursor.execute(f"pragma wal_autocheckpoint = {int(wal_autocheckpoint)}")
         finally:
             cursor.close()
 

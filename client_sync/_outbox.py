@@ -94,6 +94,9 @@ class OutboxConfig:
     #: Protocol version stamped on every batch; only an old app build (or a
     #: simulation of one) speaks another than the current one.
     protocol_version: str = PROTOCOL_VERSION
+    #: WAL pages that trigger a checkpoint after a commit (SQLite's default); crash
+    #: tests set it small so that kills often land in the middle of a checkpoint.
+    wal_autocheckpoint: int = 1_000
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_metered_entries <= self.max_entries <= MAX_ENTRIES_PER_BATCH:
@@ -104,6 +107,8 @@ class OutboxConfig:
             raise ValueError(f"max_batch_bytes must be within 1024..{MAX_BATCH_BYTES}")
         if self.busy_timeout_ms < 0:
             raise ValueError("busy_timeout_ms must be >= 0")
+        if self.wal_autocheckpoint < 1:
+            raise ValueError("wal_autocheckpoint must be >= 1 (0 would let the WAL grow forever)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,7 +248,9 @@ class Outbox:
         if device_id is not None:
             _check_device_id(device_id)
         password = password_for(key)
-        self._engine = cipher_engine(self.path, password, self.config.busy_timeout_ms)
+        self._engine = cipher_engine(
+            self.path, password, self.config.busy_timeout_ms, self.config.wal_autocheckpoint
+        )
         self._writer = self._engine.execution_options(**{IMMEDIATE: True})
         try:
             with self._guard("open"):
