@@ -10,7 +10,6 @@ import os
 import signal
 import sqlite3
 import traceback
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -110,7 +109,7 @@ def test_the_read_only_probe_alone_also_leaves_a_shm_less_crash_alone(tmp_path: 
     with pytest.raises(WrongKey):
         open_client(path, bytes(32))
     after = files_of(tmp_path)
-    assert after.pop("outbox.db-shm", b"") is not None
+    after.pop("outbox.db-shm", None)  # the one file a refused open may create
     assert after == before
 
 
@@ -328,10 +327,10 @@ def test_a_hot_journal_is_proven_by_page_1_and_left_alone(
     path = tmp_path / "rollback.db"
     hot_journal(path)
     before = files_of(tmp_path)
-    prove: Callable[[], None] = lambda: prove_key(str(path), f"\"x'{key.hex()}'\"", 1000)  # noqa: E731
+    quoted = f"\"x'{key.hex()}'\""
     if expect is None:
-        prove()
+        prove_key(str(path), quoted, 1000)
     else:
         with pytest.raises(expect):
-            prove()
+            prove_key(str(path), quoted, 1000)
     assert files_of(tmp_path) == before
