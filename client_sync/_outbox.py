@@ -7,17 +7,39 @@ The outbox is one SQLCipher file, reached through SQLAlchemy Core on the
 app thread records while the sync thread drains; SQLite serialises writers anyway,
 and one connection means one key derivation).
 
-Opening (code in _cipher.py). Our ``creator`` makes the DBAPI connection and runs ``pragma
-cipher_log_level = NONE`` first (SQLCipher otherwise prints decrypt failures on
-fd 2; the setting is process-wide); then the dialect's own connect hook runs
-``pragma key``; then ours reads ``sqlite_master``. With a wrong key that first
-read fails with "file is not a database" and we raise WrongKey. If -wal/-shm
-files are present (a crash, or another open connection), the key is first proved
-on the main file through a separate ``immutable=1`` connection, because a normal
-connection would replay the WAL and checkpoint it into the file on close even with
-a wrong key. Either way a wrong key leaves every file byte-for-byte as it was.
-Only once the key is proven do we switch to WAL, ``synchronous=FULL`` (a commit
-is on disk when it returns), a busy timeout and in-memory temp storage.
+Opening (code in _cipher.py). A valid outbox always opens, and a file that will not
+open is never written: not the file, not its -wal (only the -shm, the WAL index, which
+holds no data, may be created or rebuilt), and never deleted.
+
+1. Before SQLite sees the path: a missing file or an empty one (what SQLite leaves
+   when the first open is killed) becomes a new outbox for the app, and is
+   NotAnOutbox for tools (``device_id=None``), which create nothing. A plain SQLite
+   file, a directory, or a size that is not whole 4 KiB pages (an outbox never has
+   one; SQLite would even take a file under 16 bytes for a new one) is refused here.
+2. With a -wal, -shm or -journal beside the file, a normal connection could
+   checkpoint (or roll back) into it on close even with a wrong key, so the key is
+   first proven on a separate ``mode=ro`` connection: its file descriptor cannot
+   write, but it reads the file through its -wal like any reader. (It used to be
+   ``immutable=1``, which reads the main file alone: after a kill in the middle of
+   a checkpoint that file is not consistent on its own, the probe failed with
+   "database disk image is malformed", and the outbox stayed unopenable for good.)
+   A hot -journal cannot be rolled back read-only; page 1's HMAC decides the key.
+3. Our ``creator`` makes the DBAPI connection and runs ``pragma cipher_log_level =
+   NONE`` first (SQLCipher otherwise prints decrypt failures on fd 2; the setting is
+   process-wide); then the dialect's own connect hook runs ``pragma key``; then ours
+   reads ``sqlite_master``, which proves the key when no sidecar exists, and sets
+   ``synchronous=FULL`` (a commit is on disk when it returns), a busy timeout,
+   in-memory temp storage and the checkpoint threshold (OutboxConfig).
+4. The layout is checked (``user_version``, the core tables: a keyed database of
+   another app is NotAnOutbox and is not touched) or created, and only then is the
+   file switched to WAL, a no-op after the first time.
+5. Any failure to decode the file on the way is diagnosed from each page's own HMAC
+   (``cipher_integrity_check`` on the main file, ``immutable=1``; it only names the
+   failure, it never decides that a file opens): page 1 verifies, or other pages
+   do, means the key is right and the file is DamagedOutbox; no page verifies is
+   WrongKey (random whole pages, or a destroyed salt, look exactly the same); not
+   whole pages is NotAnOutbox.
+
 The driver's own transaction handling is off (``isolation_level=None``); every
 write transaction starts with ``BEGIN IMMEDIATE``, so a read-then-write (the next
 seq, the last HLC stamp) happens under the write lock; reads get a plain BEGIN.
@@ -73,9 +95,18 @@ from protocol.constants import (
 from protocol.errors import EntryInvalid
 from protocol.model import Ack, Batch, Entry, Kind
 
-from ._cipher import IMMEDIATE, cipher_engine, password_for, probe_key, translate
+from ._cipher import (
+    IMMEDIATE,
+    check_file,
+    cipher_engine,
+    opening_error,
+    password_for,
+    prove_key,
+    translate,
+    use_wal,
+)
 from ._states import State, check
-from .errors import IllegalTransition, OutboxError, UnknownEntry
+from .errors import IllegalTransition, NotAnOutbox, OutboxError, UnknownEntry
 
 #: Layout version of the outbox file (``pragma user_version``). Layout 2 added
 #: ``entries.tx_count``; a layout-1 file is upgraded when it is opened.
@@ -100,6 +131,9 @@ class OutboxConfig:
     #: Protocol version stamped on every batch; only an old app build (or a
     #: simulation of one) speaks another than the current one.
     protocol_version: str = PROTOCOL_VERSION
+    #: WAL pages that trigger a checkpoint after a commit (SQLite's default); crash
+    #: tests set it small so that kills often land in the middle of a checkpoint.
+    wal_autocheckpoint: int = 1_000
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_metered_entries <= self.max_entries <= MAX_ENTRIES_PER_BATCH:
@@ -110,6 +144,8 @@ class OutboxConfig:
             raise ValueError(f"max_batch_bytes must be within 1024..{MAX_BATCH_BYTES}")
         if self.busy_timeout_ms < 0:
             raise ValueError("busy_timeout_ms must be >= 0")
+        if self.wal_autocheckpoint < 1:
+            raise ValueError("wal_autocheckpoint must be >= 1 (0 would let the WAL grow forever)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +268,9 @@ _Row = Any
 
 _PLACEHOLDER_ID = "00000000-0000-7000-8000-000000000000"
 
+#: Tables every outbox layout has; a keyed database without them is not an outbox.
+_CORE_TABLES = frozenset({"entries", "meta"})
+
 
 class Outbox:
     """The encrypted, append-only outbox of one device; thread-safe."""
@@ -254,17 +293,17 @@ class Outbox:
         if device_id is not None:
             _check_device_id(device_id)
         password = password_for(key)
-        self._engine = cipher_engine(self.path, password, self.config.busy_timeout_ms)
+        self._engine = cipher_engine(
+            self.path, password, self.config.busy_timeout_ms, self.config.wal_autocheckpoint
+        )
         self._writer = self._engine.execution_options(**{IMMEDIATE: True})
+        quoted = self._engine.dialect.identifier_preparer.quote_identifier(password)
+        check_file(self.path, quoted, create=device_id is not None)
         try:
-            with self._guard("open"):
-                probe_key(
-                    self.path, self._engine.dialect.identifier_preparer.quote_identifier(password)
-                )
-            with self._guard("open"), self._writer.begin() as conn:
-                self.device_id = self._init_schema(conn, device_id)
-                if recover:
-                    self._recover(conn)
+            self.device_id = self._open(quoted, device_id, recover)
+        except (sa.exc.SQLAlchemyError, sqlcipher3.Error) as exc:
+            self._engine.dispose()  # closed before diagnosing: it holds no lock then
+            raise opening_error(exc, self.path, quoted) from exc
         except BaseException:
             self._engine.dispose()
             raise
@@ -590,6 +629,16 @@ class Outbox:
 
     # -- helpers ------------------------------------------------------------------
 
+    def _open(self, quoted: str, device_id: str | None, recover: bool) -> str:
+        """Prove the key without writing, then set up or check the layout; the device id."""
+        prove_key(self.path, quoted, self.config.busy_timeout_ms)
+        with self._writer.begin() as conn:
+            device = self._init_schema(conn, device_id)
+            if recover:
+                self._recover(conn)
+        use_wal(self._engine)
+        return device
+
     def _init_schema(self, conn: Connection, device_id: str | None) -> str:
         version = int(conn.exec_driver_sql("pragma user_version").scalar_one())
         if version > SCHEMA_VERSION:
@@ -598,9 +647,12 @@ class Outbox:
             )
         if version == 1:
             _upgrade_to_2(conn)
+        tables = set(conn.scalars(sa.text("select name from sqlite_master where type = 'table'")))
         if version == 0:
+            if tables:  # another app's encrypted database, under this very key
+                raise NotAnOutbox(self.path, f"it holds other tables: {', '.join(sorted(tables))}")
             if device_id is None:
-                raise OutboxError(f"{self.path} is not a fieldsync outbox", path=self.path)
+                raise NotAnOutbox(self.path, "it is an empty encrypted database")
             _metadata.create_all(conn)
             conn.exec_driver_sql(f"pragma user_version = {SCHEMA_VERSION}")
             for key, value in (
@@ -610,6 +662,8 @@ class Outbox:
             ):
                 conn.execute(meta_t.insert().values(key=key, value=value))
             return device_id
+        if missing := _CORE_TABLES - tables:
+            raise NotAnOutbox(self.path, f"it has no {', '.join(sorted(missing))} table")
         stored = self._meta(conn, "device_id")
         if device_id is not None and stored != device_id:
             raise OutboxError(
@@ -785,7 +839,7 @@ class Outbox:
 
     @contextmanager
     def _guard(self, what: str) -> Iterator[None]:
-        """Translate SQLAlchemy and sqlcipher3 errors into OutboxError (or WrongKey)."""
+        """Translate SQLAlchemy and sqlcipher3 errors into OutboxError (or DamagedOutbox)."""
         try:
             yield
         except sa.exc.SQLAlchemyError as exc:

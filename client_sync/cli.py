@@ -1,11 +1,16 @@
-"""``fieldsync``: device-side tools (outbox status, key generation, the data box)."""
+"""``fieldsync``: device-side tools (outbox status, key generation, the data box).
+
+The outbox key comes from ``--key-file`` (32 raw bytes or 64 hex digits) or, with
+``--passphrase``, from $FIELDSYNC_OUTBOX_PASSPHRASE or a hidden prompt: never from
+the command line itself, which other users can read in the process list.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -19,6 +24,22 @@ from ._outbox import Outbox
 from ._states import State
 
 KEY_BYTES = 32
+#: Where ``--passphrase`` looks before it asks.
+PASSPHRASE_ENV = "FIELDSYNC_OUTBOX_PASSPHRASE"
+
+_Command = Callable[..., None]
+
+
+def key_options(command: _Command) -> _Command:
+    """The two ways a command gets the outbox key: a key file, or a passphrase."""
+    command = click.option(
+        "--passphrase",
+        is_flag=True,
+        help=f"The outbox is keyed with a passphrase: read ${PASSPHRASE_ENV}, else ask.",
+    )(command)
+    return click.option(
+        "--key-file", type=click.Path(dir_okay=False), help="Raw key file (32 bytes or hex)."
+    )(command)
 
 
 @click.group()
@@ -28,11 +49,11 @@ def main() -> None:
 
 @main.command()
 @click.option("--db", "db", required=True, type=click.Path(dir_okay=False), help="Outbox file.")
-@click.option("--key-file", required=True, type=click.Path(dir_okay=False), help="Raw key file.")
+@key_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def status(db: str, key_file: str, as_json: bool) -> None:
+def status(db: str, key_file: str | None, passphrase: bool, as_json: bool) -> None:
     """Entry counts by state, parked entries with their reasons, why sync stopped."""
-    with _outbox(db, key_file) as outbox:
+    with _outbox(db, key_file, passphrase) as outbox:
         counts = outbox.stats()
         parked = []
         after = 0
@@ -91,14 +112,27 @@ def keygen(out: str) -> None:
 
 @main.command()
 @click.option("--db", "db", required=True, type=click.Path(dir_okay=False), help="Outbox file.")
-@click.option("--key-file", required=True, type=click.Path(dir_okay=False), help="Raw key file.")
+@key_options
 @click.option("--reason", required=True, help="Why (kept in the audit log).")
 @click.argument("op_id")
-def discard(db: str, key_file: str, reason: str, op_id: str) -> None:
+def discard(db: str, key_file: str | None, passphrase: bool, reason: str, op_id: str) -> None:
     """Discard the parked entry OP_ID (audited)."""
-    with _outbox(db, key_file) as outbox:
+    with _outbox(db, key_file, passphrase) as outbox:
         outbox.discard(op_id, reason)
     click.echo(f"discarded {op_id}")
+
+
+def outbox_key(key_file: str | None, passphrase: bool) -> bytes | str:
+    """The raw key from ``key_file``, or the passphrase from the environment or a prompt."""
+    if (key_file is None) == (not passphrase):
+        raise click.UsageError("give either --key-file FILE or --passphrase")
+    if key_file is not None:
+        return read_key(key_file)
+    from_env = os.environ.get(PASSPHRASE_ENV)
+    if from_env:
+        return from_env
+    answer: str = click.prompt("Outbox passphrase", hide_input=True, err=True)
+    return answer
 
 
 def read_key(key_file: str) -> bytes:
@@ -121,11 +155,11 @@ def read_key(key_file: str) -> bytes:
 
 
 @contextmanager
-def _outbox(db: str, key_file: str) -> Iterator[Outbox]:
+def _outbox(db: str, key_file: str | None, passphrase: bool) -> Iterator[Outbox]:
     """Open an existing outbox for a tool: no creation, no in-flight recovery."""
-    key = read_key(key_file)
-    if not Path(db).is_file():
+    if not Path(db).exists():
         raise click.ClickException(f"no outbox at {db}")
+    key = outbox_key(key_file, passphrase)
     try:
         outbox = Outbox(db, key, device_id=None, clock=time.time, recover=False)
     except (FieldsyncError, ValueError) as exc:

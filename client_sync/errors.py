@@ -2,7 +2,10 @@
 
     ClientError                      (protocol.errors)
     ├── OutboxError                  the encrypted outbox cannot be opened, read or written
-    │   ├── WrongKey                 "this key does not open <path>"; the file is untouched
+    │   ├── WrongKey                 "this key does not open <path>": no page of it decrypts
+    │   ├── DamagedOutbox            the key is right (pages decrypt) but the file is damaged
+    │   ├── NotAnOutbox              no such file, empty, plain SQLite, not whole pages, or an
+    │   │                            encrypted database of another app
     │   ├── UnknownEntry             no entry with that op_id
     │   └── IllegalTransition        a state change the table in _states.py forbids
     ├── TransportError   retryable   a batch did not get through; every entry is kept
@@ -17,6 +20,9 @@
         ├── UpgradeRequired          426: the server does not speak our protocol/schema
         ├── BatchRefused             400/413 or another refusal: a client bug, surfaced
         └── AckMismatch              a well-formed ack that does not answer the batch sent
+
+None of the three opening errors (WrongKey, DamagedOutbox, NotAnOutbox) deletes,
+truncates or writes the file or its -wal; see "Opening" in _outbox.py.
 
 Retryability follows from the class (``retryable``); tenacity reads nothing else.
 Third-party errors are translated at the boundary with ``raise ... from exc``.
@@ -33,8 +39,10 @@ __all__ = [
     "AuthRejected",
     "BatchRefused",
     "ClientError",
+    "DamagedOutbox",
     "IllegalTransition",
     "LinkFailure",
+    "NotAnOutbox",
     "OutboxError",
     "ServerBusy",
     "SyncStopped",
@@ -54,10 +62,28 @@ class OutboxError(ClientError):
 
 
 class WrongKey(OutboxError):
-    """The key does not decrypt the outbox file (or the file is not an outbox)."""
+    """No page of the file decrypts with this key: a wrong key (or a destroyed salt)."""
 
     def __init__(self, path: str) -> None:
-        super().__init__(f"this key does not open {path}", path=path)
+        super().__init__(
+            f"this key does not open {path}: no page of it decrypts with this key", path=path
+        )
+
+
+class DamagedOutbox(OutboxError):
+    """Pages decrypt with this key, so it is the right one, but the file is damaged."""
+
+    def __init__(self, path: str, detail: str) -> None:
+        super().__init__(f"the outbox {path} is damaged: {detail}", path=path)
+        self.detail = detail
+
+
+class NotAnOutbox(OutboxError):
+    """The file is not a fieldsync outbox (and so is left exactly as it is)."""
+
+    def __init__(self, path: str, detail: str) -> None:
+        super().__init__(f"{path} is not an outbox: {detail}", path=path)
+        self.detail = detail
 
 
 class UnknownEntry(OutboxError):

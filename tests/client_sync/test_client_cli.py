@@ -1,18 +1,21 @@
-"""The ``fieldsync`` device tools: keygen, status, discard; one-line errors."""
+"""The ``fieldsync`` device tools: keygen, status, discard; keys; one-line errors."""
 
 from __future__ import annotations
 
 import json
+import os
+import sqlite3
 import stat
 import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner, Result
 
 from client_sync import SyncClient
-from client_sync.cli import main
+from client_sync.cli import PASSPHRASE_ENV, main
 from client_sync.testing import FakeServer, ScriptedChannel, SimulatedCrash
 
 
@@ -173,3 +176,130 @@ def test_a_hex_key_file_works_too(
     hex_file = tmp_path / "key.hex"
     hex_file.write_text(key_file.read_bytes().hex() + "\n")
     assert run("status", "--db", str(path), "--key-file", str(hex_file)).exit_code == 0
+
+
+# -- passphrase outboxes: from the environment or a hidden prompt, never from argv --------
+
+PASSPHRASE = "correct horse battery staple"
+
+
+@pytest.fixture
+def passphrase_outbox(tmp_path: Path) -> Path:
+    """An outbox keyed with a passphrase, holding one pending entry."""
+    path = tmp_path / "pass.db"
+    wifi = ScriptedChannel("wifi", FakeServer())
+    with SyncClient(path, PASSPHRASE, device_id="dev-9", channels=[wifi]) as client:
+        client.record("customers", "c1", {"name": "Pass"})
+    return path
+
+
+def status_in_a_process(
+    path: Path, env: dict[str, str], *extra: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "client_sync.cli", "status", "--db", str(path), *extra],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, **env},
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_a_passphrase_from_the_environment_opens_the_outbox(passphrase_outbox: Path) -> None:
+    done = status_in_a_process(
+        passphrase_outbox, {PASSPHRASE_ENV: PASSPHRASE}, "--passphrase", "--json"
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["counts"]["pending"] == 1
+    assert done.stderr == ""
+
+
+def test_a_wrong_passphrase_from_the_environment_is_one_clear_line(
+    passphrase_outbox: Path,
+) -> None:
+    before = passphrase_outbox.read_bytes()
+    done = status_in_a_process(passphrase_outbox, {PASSPHRASE_ENV: "nope"}, "--passphrase")
+    assert done.returncode == 1
+    assert done.stderr == f"Error: this key does not open {passphrase_outbox}: " + (
+        "no page of it decrypts with this key\n"
+    )
+    assert passphrase_outbox.read_bytes() == before
+
+
+def test_without_the_environment_the_passphrase_is_asked_for_hidden(
+    passphrase_outbox: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(PASSPHRASE_ENV, raising=False)
+    result = CliRunner().invoke(
+        main,
+        ["status", "--db", str(passphrase_outbox), "--passphrase", "--json"],
+        input=PASSPHRASE + "\n",
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["device_id"] == "dev-9"  # the prompt is not on stdout
+    assert "Outbox passphrase:" in result.stderr
+    assert PASSPHRASE not in result.output  # hidden: not echoed
+
+
+def test_discard_takes_a_passphrase_too(passphrase_outbox: Path) -> None:
+    result = CliRunner().invoke(
+        main,
+        ["discard", "--db", str(passphrase_outbox), "--passphrase", "--reason", "x", "no-such"],
+        env={PASSPHRASE_ENV: PASSPHRASE},
+    )
+    assert result.exit_code == 1
+    assert "no entry no-such in the outbox" in result.output  # it opened, then refused
+
+
+@pytest.mark.parametrize("args", [[], ["--key-file", "k", "--passphrase"]], ids=["none", "both"])
+def test_exactly_one_key_source(passphrase_outbox: Path, args: list[str]) -> None:
+    result = CliRunner().invoke(main, ["status", "--db", str(passphrase_outbox), *args])
+    assert result.exit_code == 2
+    assert "give either --key-file FILE or --passphrase" in result.output
+
+
+def test_no_option_takes_a_key_or_passphrase_on_the_command_line() -> None:
+    for command in (main.commands["status"], main.commands["discard"]):
+        takes_value = {
+            name
+            for p in command.params
+            if isinstance(p, click.Option) and not p.is_flag
+            for name in p.opts
+        }
+        assert not {o for o in takes_value if "pass" in o or o == "--key"}, takes_value
+
+
+# -- files that are not (or no longer) outboxes ----------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["plain sqlite", "text", "damaged"])
+def test_a_file_that_will_not_open_says_which_and_is_left_alone(
+    outbox: tuple[Path, list[str]], key_file: Path, tmp_path: Path, kind: str
+) -> None:
+    if kind == "plain sqlite":
+        path = tmp_path / "plain.db"
+        with sqlite3.connect(path) as plain:
+            plain.execute("create table t (a)")
+        expected = f"Error: {path} is not an outbox: it is a plain, unencrypted SQLite database"
+    elif kind == "text":
+        path = tmp_path / "notes.txt"
+        path.write_text("shopping list\n")
+        expected = f"Error: {path} is not an outbox: 14 bytes is not a whole number of"
+    else:
+        path, _ = outbox
+        data = bytearray(path.read_bytes())
+        data[1000] ^= 0xFF
+        path.write_bytes(bytes(data))
+        expected = f"Error: the outbox {path} is damaged: page 1 does not decrypt, but"
+    before = files_of(path.parent)
+    result = run("status", "--db", str(path), "--key-file", str(key_file))
+    assert result.exit_code == 1
+    assert result.output.startswith(expected), result.output
+    assert result.output.count("\n") == 1
+    assert files_of(path.parent) == before
+
+
+def files_of(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file()}
