@@ -5,6 +5,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+# make runs the tests the way CI does: the same Hypothesis examples every run, no
+# deadline (tests/conftest.py). Plain pytest uses the "dev" profile (fresh examples).
+HYPOTHESIS_PROFILE ?= ci
 
 .PHONY: demo test lint typecheck unit bench bench-quick clean
 
@@ -25,7 +28,7 @@ typecheck: $(STAMP)
 	$(PY) -m mypy
 
 unit: $(STAMP)
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	HYPOTHESIS_PROFILE=$(HYPOTHESIS_PROFILE) $(PY) -m pytest -q $(PYTEST_ARGS)
 
 # bench-quick only proves the benchmarks still run (tiny sizes, no thresholds); it runs
 # before the unit tests so the test summary is the last thing `make test` prints.

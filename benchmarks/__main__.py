@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     results = run_suite(
         sizes, args.only, args.workdir, progress=lambda line: print(line, file=sys.stderr)
     )
-    print(format_table(results))
+    print(format_table(results, goals=not args.quick))
     write_json(results, out)
     print(f"\nwrote {out}", file=sys.stderr)
     return 0

@@ -1,7 +1,7 @@
 """The device side of fieldsync: encrypted outbox, sync loop, channels, retry policy.
 
 Errors live in ``client_sync.errors``, the ``fieldsync`` command line in
-``client_sync.cli``, test doubles for embedding apps in ``client_sync.testing``.
+``client_sync.cli``.
 """
 
 from ._channels import Channel, ChannelSet, HttpChannel

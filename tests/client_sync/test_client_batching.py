@@ -10,7 +10,6 @@ import pytest
 
 from client_sync import OutboxConfig, State, SyncClient
 from client_sync.errors import AckMismatch
-from client_sync.testing import FakeServer, ScriptedChannel, SimulatedCrash
 from protocol import Collection, FieldSpec, Registry, encode_batch
 from protocol.codec import canonical_json
 from protocol.constants import (
@@ -20,18 +19,19 @@ from protocol.constants import (
 )
 from protocol.fieldtypes import String
 from protocol.model import Ack, Batch
+from tests._doubles import BAD, BAD_VERDICT, Enrolled, RealServer, ScriptedChannel, SimulatedCrash
+from tests.client_sync.conftest import Link
 
 MakeClient = Callable[..., SyncClient]
 
 
-def record_txs(client: SyncClient, sizes: list[int], name: str = "ok") -> list[list[str]]:
-    """Record one transaction per size; return their op_ids."""
+def record_txs(client: SyncClient, sizes: list[int], bad: bool = False) -> list[list[str]]:
+    """Record one transaction per size (``bad``: the server refuses each); return op_ids."""
+    fields = BAD if bad else {"name": "ok"}
     txs = []
     for t, size in enumerate(sizes):
         with client.transaction():
-            txs.append(
-                [client.record("customers", f"t{t}-{i}", {"name": name}) for i in range(size)]
-            )
+            txs.append([client.record("customers", f"t{t}-{i}", fields) for i in range(size)])
     return txs
 
 
@@ -47,9 +47,9 @@ def tx_sizes(batch: Batch) -> list[int]:
 
 
 def test_unmetered_batches_fill_up_to_the_protocol_limit_with_whole_transactions(
-    make_client: MakeClient, server: FakeServer
+    make_client: MakeClient, link: Link
 ) -> None:
-    wifi = ScriptedChannel("wifi", server)
+    wifi = link("wifi")
     client = make_client([wifi])
     record_txs(client, [300, 150, 100, 1])
     report = client.sync_now()
@@ -62,9 +62,9 @@ def test_unmetered_batches_fill_up_to_the_protocol_limit_with_whole_transactions
 
 
 def test_metered_batches_are_smaller_and_a_big_transaction_goes_alone(
-    make_client: MakeClient, server: FakeServer
+    make_client: MakeClient, link: Link
 ) -> None:
-    cellular = ScriptedChannel("cellular", server, metered=True)
+    cellular = link("cellular", metered=True)
     client = make_client([cellular])
     record_txs(client, [60, 60, 30, 150, 10])
     client.sync_now()
@@ -77,11 +77,13 @@ def test_metered_batches_are_smaller_and_a_big_transaction_goes_alone(
 
 
 def test_batches_stay_within_the_byte_limit_and_are_filled_tightly(
-    make_client: MakeClient, server: FakeServer
+    make_client: MakeClient, tmp_path: Path
 ) -> None:
     registry = Registry([Collection("docs", {"body": FieldSpec(String(10_000), required=True)})])
-    wifi = ScriptedChannel("wifi", server)
-    client = make_client([wifi], registry=registry)
+    server = RealServer(tmp_path / "docs-server.db", REGISTRY=registry)
+    device = server.enrol()
+    wifi = ScriptedChannel(server.channel(device))
+    client = make_client([wifi], registry=registry, device_id=device.device_id)
     body = "文" * 10_000  # 30 kB of UTF-8 per entry
     with client.transaction():
         for i in range(100):
@@ -96,6 +98,8 @@ def test_batches_stay_within_the_byte_limit_and_are_filled_tightly(
         assert size + entry_size + 1 > MAX_BATCH_BYTES  # the next entry would not have fit
     assert sum(len(b.entries) for b in wifi.batches) == 200
     assert tx_sizes(wifi.batches[0])[0] == 100
+    assert len(server.applied(device)) == 200
+    server.close()
 
 
 def test_configured_limits_apply_and_cannot_exceed_the_protocol() -> None:
@@ -108,11 +112,11 @@ def test_configured_limits_apply_and_cannot_exceed_the_protocol() -> None:
 
 
 def test_parked_entries_do_not_block_later_transactions(
-    make_client: MakeClient, server: FakeServer
+    make_client: MakeClient, link: Link, server: RealServer, device: Enrolled
 ) -> None:
-    wifi = ScriptedChannel("wifi", server)
+    wifi = link("wifi")
     client = make_client([wifi], config=OutboxConfig(max_entries=2, max_metered_entries=1))
-    (bad,) = record_txs(client, [1], name="BAD")
+    (bad,) = record_txs(client, [1], bad=True)
     good = record_txs(client, [2, 1])
     report = client.sync_now()
     assert (report.batches, report.applied, report.parked, report.remaining) == (3, 3, 1, 0)
@@ -121,32 +125,32 @@ def test_parked_entries_do_not_block_later_transactions(
     later = record_txs(client, [1])
     client.sync_now()
     assert [e.op_id for e in wifi.batches[-1].entries] == later[0]  # parked not resent
-    assert {op for tx in good + later for op in tx} == server.applied()
+    assert {op for tx in good + later for op in tx} == server.applied(device)
 
 
 def test_a_lost_ack_is_retried_and_answered_as_duplicate(
-    make_client: MakeClient, server: FakeServer, sleeps: list[float]
+    make_client: MakeClient, link: Link, sleeps: list[float]
 ) -> None:
-    wifi = ScriptedChannel("wifi", server, script=["lost"])
+    wifi = link("wifi", script=["lost"])
     client = make_client([wifi])
     record_txs(client, [2])
-    record_txs(client, [1], name="BAD")
+    record_txs(client, [1], bad=True)
     report = client.sync_now()
     assert sleeps == [3.0]
     assert (report.applied, report.duplicate, report.parked) == (0, 2, 1)
     assert client.stats()["acked"] == 2
     (parked,) = client.parked()  # a duplicate of a rejection is parked, not acked
-    assert parked.status == "duplicate" and parked.code == "invalid"
+    assert parked.status == "duplicate" and (parked.code, parked.field) == BAD_VERDICT
 
 
 def test_an_ack_that_does_not_answer_the_batch_stops_and_keeps_everything(
-    make_client: MakeClient, server: FakeServer
+    make_client: MakeClient, link: Link
 ) -> None:
     def wrong(batch: Batch) -> Ack:
-        ack = server.answer(batch)
+        ack = wifi.inner.send(batch)
         return Ack("another-batch", ack.results)
 
-    wifi = ScriptedChannel("wifi", server, script=[wrong])
+    wifi = link("wifi", script=[wrong])
     client = make_client([wifi])
     record_txs(client, [2])
     report = client.sync_now()
@@ -156,9 +160,9 @@ def test_an_ack_that_does_not_answer_the_batch_stops_and_keeps_everything(
 
 
 def test_a_crash_mid_send_leaves_in_flight_which_reopen_returns_to_pending(
-    make_client: MakeClient, server: FakeServer, db_path: Path
+    make_client: MakeClient, link: Link
 ) -> None:
-    wifi = ScriptedChannel("wifi", server, script=["crash"])
+    wifi = link("wifi", script=["crash"])
     client = make_client([wifi])
     (ops,) = record_txs(client, [3])
     with pytest.raises(SimulatedCrash):
@@ -166,7 +170,7 @@ def test_a_crash_mid_send_leaves_in_flight_which_reopen_returns_to_pending(
     assert client.stats()["in_flight"] == 3  # nothing moved them: the "process" died
     client.close()
 
-    again = ScriptedChannel("wifi", server)
+    again = link("wifi")
     reopened = make_client([again])
     assert reopened.stats()["pending"] == 3
     assert [reopened.entry(op).attempts for op in ops] == [1, 1, 1]

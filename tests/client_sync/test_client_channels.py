@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import http.server
 import socket
 import threading
+import wsgiref.simple_server
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -20,35 +21,34 @@ from client_sync.errors import (
     TransportError,
     UpgradeRequired,
 )
-from client_sync.testing import FakeServer, ScriptedChannel
-from protocol import PROTOCOL_VERSION, decode_batch, decompress, encode_ack
+from protocol import PROTOCOL_VERSION
 from protocol.model import Batch, Entry
+from tests._doubles import Enrolled, Offline, RealServer
+from tests.client_sync.conftest import Link
 
 MakeClient = Callable[..., SyncClient]
 Handler = Callable[[httpx.Request], httpx.Response]
 
 
-def a_batch(n: int = 2) -> Batch:
+def a_batch(n: int = 2, device_id: str = "dev-1") -> Batch:
     entries = tuple(
-        Entry(f"op-{i}", "dev-1", i, "tx-1", n, f"1700000000000-0000{i}-dev-1", "customers",
-              f"c{i}", "upsert", {"name": f"C{i}"}, 1)
+        Entry(f"op-{i}", device_id, i, "tx-1", n, f"1700000000000-0000{i}-{device_id}",
+              "customers", f"c{i}", "upsert", {"name": f"C{i}"}, 1)
         for i in range(1, n + 1)
     )  # fmt: skip
-    return Batch(PROTOCOL_VERSION, "batch-1", "dev-1", entries)
+    return Batch(PROTOCOL_VERSION, "batch-1", device_id, entries)
 
 
-def serving(server: FakeServer) -> Handler:
-    """A MockTransport handler that answers like the real server, via the fake one."""
+class Recording(httpx.BaseTransport):
+    """Passes requests to the real server's app, keeping each one."""
 
-    def handle(request: httpx.Request) -> httpx.Response:
-        assert request.url.path == "/v1/batches"
-        body = decompress(request.content, request.headers.get("content-encoding"))
-        ack = server.answer(decode_batch(body))
-        return httpx.Response(
-            200, content=encode_ack(ack), headers={"content-type": "application/json"}
-        )
+    def __init__(self, server: RealServer) -> None:
+        self.inner = server.transport()
+        self.requests: list[httpx.Request] = []
 
-    return handle
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        return self.inner.handle_request(request)
 
 
 def error(status: int, code: str, message: str = "no", **headers: str) -> Handler:
@@ -65,19 +65,15 @@ def channel(handler: Handler, name: str = "wifi", **kw: object) -> HttpChannel:
 # -- what goes on the wire ------------------------------------------------------------
 
 
-def test_a_batch_is_posted_gzipped_with_the_bearer_token() -> None:
-    seen: list[httpx.Request] = []
-    server = FakeServer()
-
-    def handle(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return serving(server)(request)
-
-    with channel(handle) as wifi:
-        ack = wifi.send(a_batch())
-    (request,) = seen
-    assert request.method == "POST" and str(request.url) == "http://sync.test/v1/batches"
-    assert request.headers["authorization"] == "Bearer tok-123"
+def test_a_batch_is_posted_gzipped_with_the_bearer_token(
+    server: RealServer, device: Enrolled
+) -> None:
+    recording = Recording(server)
+    with server.channel(device, transport=recording) as wifi:
+        ack = wifi.send(a_batch(device_id=device.device_id))
+    (request,) = recording.requests
+    assert request.method == "POST" and str(request.url) == "http://fieldsync.test/v1/batches"
+    assert request.headers["authorization"] == f"Bearer {device.token}"
     assert request.headers["content-type"] == "application/json"
     assert request.headers["content-encoding"] == "gzip"
     assert request.content[:2] == b"\x1f\x8b"
@@ -196,31 +192,24 @@ def test_network_errors_are_link_failures_translated_with_from(exc: httpx.HTTPEr
 
 def test_local_address_and_transport_are_exclusive() -> None:
     with pytest.raises(ValueError):
-        channel(serving(FakeServer()), local_address="127.0.0.1")
+        channel(error(500, "unused"), local_address="127.0.0.1")
+
+
+class _Quiet(wsgiref.simple_server.WSGIRequestHandler):
+    def log_message(self, *args: Any) -> None:
+        pass
 
 
 @pytest.fixture
-def loopback_server() -> Iterator[tuple[str, list[str]]]:
-    """A real HTTP server on 127.0.0.1 that records each client's source address."""
+def loopback_server(server: RealServer) -> Iterator[tuple[str, list[str]]]:
+    """The real server's app on a real socket on 127.0.0.1, recording each peer address."""
     peers: list[str] = []
-    fake = FakeServer()
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            peers.append(self.client_address[0])
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            ack = fake.answer(decode_batch(decompress(body, self.headers["Content-Encoding"])))
-            data = encode_ack(ack)
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        peers.append(environ["REMOTE_ADDR"])
+        return server.app(environ, start_response)
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    httpd = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    httpd = wsgiref.simple_server.make_server("127.0.0.1", 0, app, handler_class=_Quiet)
     thread = threading.Thread(target=httpd.serve_forever, name="loopback-http")
     thread.start()
     try:
@@ -232,13 +221,14 @@ def loopback_server() -> Iterator[tuple[str, list[str]]]:
 
 
 def test_local_address_binds_the_source_ip_on_a_real_socket(
-    loopback_server: tuple[str, list[str]],
+    loopback_server: tuple[str, list[str]], device: Enrolled
 ) -> None:
     url, peers = loopback_server
     # 127.0.0.2 is loopback too, but not the default source address: only a real
     # bind makes the server see it.
-    with HttpChannel("wifi", url, "tok", local_address="127.0.0.2") as wifi:
-        assert len(wifi.send(a_batch()).results) == 2
+    with HttpChannel("wifi", url, device.token, local_address="127.0.0.2") as wifi:
+        ack = wifi.send(a_batch(device_id=device.device_id))
+    assert [r.status for r in ack.results] == ["applied", "applied"]
     assert peers == ["127.0.0.2"]
 
 
@@ -292,19 +282,16 @@ def test_refusals_stop_the_sync_without_touching_the_outbox(
 
 
 def test_a_captive_portal_is_not_a_delivery_and_cellular_takes_over(
-    make_client: MakeClient, sleeps: list[float]
+    make_client: MakeClient, sleeps: list[float], link: Link, server: RealServer, device: Enrolled
 ) -> None:
-    server = FakeServer()
     portal = httpx.Response(
         200, text="<html>Hotel WiFi login</html>", headers={"content-type": "text/html"}
     )
-    client = make_client(
-        [channel(lambda r: portal), channel(serving(server), "cellular", metered=True)]
-    )
+    client = make_client([channel(lambda r: portal), link("cellular", metered=True)])
     op = client.record("customers", "c1", {"name": "A"})
     report = client.sync_now()
     assert sleeps == [3.0, 30.0]
-    assert report.applied == 1 and server.applied() == {op}
+    assert report.applied == 1 and server.applied(device) == {op}
 
 
 def test_a_captive_portal_alone_acks_nothing(make_client: MakeClient) -> None:
@@ -323,8 +310,7 @@ def test_a_captive_portal_alone_acks_nothing(make_client: MakeClient) -> None:
 
 
 def test_channel_set_cycles_and_resets() -> None:
-    server = FakeServer()
-    wifi, cell = ScriptedChannel("wifi", server), ScriptedChannel("cellular", server, metered=True)
+    wifi, cell = Offline("wifi"), Offline("cellular")
     channels = ChannelSet([wifi, cell])
     assert channels.current is wifi
     assert channels.advance() and channels.current is cell
@@ -336,10 +322,10 @@ def test_channel_set_cycles_and_resets() -> None:
     with pytest.raises(ValueError):
         ChannelSet([])
     with pytest.raises(ValueError):
-        ChannelSet([wifi, ScriptedChannel("wifi", server)])
+        ChannelSet([wifi, Offline("wifi")])
 
 
-def test_closing_the_client_closes_its_channels(make_client: MakeClient) -> None:
-    wifi = ScriptedChannel("wifi", FakeServer())
+def test_closing_the_client_closes_its_channels(make_client: MakeClient, link: Link) -> None:
+    wifi = link("wifi")
     make_client([wifi]).close()
     assert wifi.closed

@@ -16,7 +16,16 @@ from click.testing import CliRunner, Result
 
 from client_sync import SyncClient
 from client_sync.cli import PASSPHRASE_ENV, main
-from client_sync.testing import FakeServer, ScriptedChannel, SimulatedCrash
+from tests._doubles import (
+    BAD,
+    BAD_VERDICT,
+    SIBLING_CODE,
+    Enrolled,
+    Offline,
+    SimulatedCrash,
+    lenient_registry,
+)
+from tests.client_sync.conftest import Link
 
 
 def run(*args: str) -> Result:
@@ -31,14 +40,19 @@ def key_file(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def outbox(tmp_path: Path, key_file: Path) -> tuple[Path, list[str]]:
+def outbox(tmp_path: Path, key_file: Path, link: Link, device: Enrolled) -> tuple[Path, list[str]]:
     """An outbox with one acked, two parked (one transaction) and one pending entry."""
     path = tmp_path / "outbox.db"
-    wifi = ScriptedChannel("wifi", FakeServer())
-    with SyncClient(path, key_file.read_bytes(), device_id="dev-7", channels=[wifi]) as client:
+    with SyncClient(
+        path,
+        key_file.read_bytes(),
+        device_id=device.device_id,
+        channels=[link("wifi")],
+        registry=lenient_registry(),
+    ) as client:
         client.record("customers", "ok", {"name": "Fine"})
         with client.transaction():
-            bad = client.record("customers", "bad", {"name": "BAD name"})
+            bad = client.record("customers", "bad", BAD)
             sibling = client.record("customers", "sib", {"name": "Sibling"})
         client.sync_now()
         pending = client.record("customers", "later", {"name": "Later"})
@@ -61,13 +75,13 @@ def test_keygen_writes_a_private_32_byte_key_and_never_overwrites(tmp_path: Path
 
 
 def test_status_shows_counts_and_parked_reasons(
-    outbox: tuple[Path, list[str]], key_file: Path
+    outbox: tuple[Path, list[str]], key_file: Path, device: Enrolled
 ) -> None:
     path, (bad, sibling, _) = outbox
     result = run("status", "--db", str(path), "--key-file", str(key_file))
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert lines[0] == f"outbox {path} (device dev-7)"
+    assert lines[0] == f"outbox {path} (device {device.device_id})"
     counts = dict(line.split() for line in lines[1:7])
     assert counts == {
         "pending": "1",
@@ -77,24 +91,25 @@ def test_status_shows_counts_and_parked_reasons(
         "discarded": "0",
         "resubmitted": "0",
     }
-    assert any(bad in line and "invalid [name]: name is refused" in line for line in lines)
-    assert any(sibling in line and "transaction_aborted" in line for line in lines)
+    code, field = BAD_VERDICT
+    assert any(bad in line and f"{code} [{field}]: " in line for line in lines)
+    assert any(sibling in line and SIBLING_CODE in line for line in lines)
 
 
-def test_status_json(outbox: tuple[Path, list[str]], key_file: Path) -> None:
+def test_status_json(outbox: tuple[Path, list[str]], key_file: Path, device: Enrolled) -> None:
     path, (bad, _, _) = outbox
     result = run("status", "--db", str(path), "--key-file", str(key_file), "--json")
     data = json.loads(result.output)
-    assert data["device_id"] == "dev-7" and data["counts"]["parked"] == 2
-    assert data["parked"][0]["op_id"] == bad and data["parked"][0]["field"] == "name"
+    assert data["device_id"] == device.device_id and data["counts"]["parked"] == 2
+    assert data["parked"][0]["op_id"] == bad and data["parked"][0]["field"] == BAD_VERDICT[1]
 
 
 def test_status_does_not_recover_in_flight_entries_of_a_running_app(
-    tmp_path: Path, key_file: Path
+    tmp_path: Path, key_file: Path, link: Link, device: Enrolled
 ) -> None:
     path = tmp_path / "outbox.db"
-    wifi = ScriptedChannel("wifi", FakeServer(), script=["crash"])
-    client = SyncClient(path, key_file.read_bytes(), device_id="dev-7", channels=[wifi])
+    wifi = link("wifi", script=["crash"])
+    client = SyncClient(path, key_file.read_bytes(), device_id=device.device_id, channels=[wifi])
     try:
         client.record("customers", "c1", {"name": "A"})
         with pytest.raises(SimulatedCrash):
@@ -107,7 +122,7 @@ def test_status_does_not_recover_in_flight_entries_of_a_running_app(
 
 
 def test_discard_from_the_command_line_is_audited(
-    outbox: tuple[Path, list[str]], key_file: Path
+    outbox: tuple[Path, list[str]], key_file: Path, device: Enrolled
 ) -> None:
     path, (bad, _, pending) = outbox
     result = run("discard", "--db", str(path), "--key-file", str(key_file), "--reason", "dup", bad)
@@ -120,8 +135,8 @@ def test_discard_from_the_command_line_is_audited(
     with SyncClient(
         path,
         key_file.read_bytes(),
-        device_id="dev-7",
-        channels=[ScriptedChannel("w", FakeServer())],
+        device_id=device.device_id,
+        channels=[Offline()],
     ) as client:
         assert client.entry(bad).state == "discarded"
         assert client.audit_log()[0]["reason"] == "dup"
@@ -187,7 +202,7 @@ PASSPHRASE = "correct horse battery staple"
 def passphrase_outbox(tmp_path: Path) -> Path:
     """An outbox keyed with a passphrase, holding one pending entry."""
     path = tmp_path / "pass.db"
-    wifi = ScriptedChannel("wifi", FakeServer())
+    wifi = Offline()
     with SyncClient(path, PASSPHRASE, device_id="dev-9", channels=[wifi]) as client:
         client.record("customers", "c1", {"name": "Pass"})
     return path

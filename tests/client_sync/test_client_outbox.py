@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,8 +16,9 @@ import sqlcipher3
 
 from client_sync import OutboxConfig, State, SyncClient
 from client_sync.errors import IllegalTransition, OutboxError, UnknownEntry, WrongKey
-from client_sync.testing import FakeClock, FakeServer, ScriptedChannel
 from protocol.errors import EntryInvalid
+from tests._doubles import BAD, BAD_VERDICT, SIBLING_CODE, FakeClock, Offline
+from tests.client_sync.conftest import Link
 
 KEY = bytes(range(32))
 SECRET = "Zhang Wei plaintext-canary-7341"
@@ -32,7 +34,7 @@ def files_of(directory: Path) -> dict[str, bytes]:
 
 def open_client(path: Path, key: bytes | str = KEY, **kw: object) -> SyncClient:
     kw.setdefault("device_id", "dev-1")
-    kw.setdefault("channels", [ScriptedChannel("wifi", FakeServer())])
+    kw.setdefault("channels", [Offline("wifi")])
     kw.setdefault("clock", FakeClock())
     return SyncClient(path, key, **kw)  # type: ignore[arg-type]
 
@@ -307,77 +309,82 @@ def test_closed_client_refuses_work(db_path: Path) -> None:
 # -- the offline data box ------------------------------------------------------------------
 
 
-def park(client: SyncClient, *names: str) -> list[str]:
-    """Record one transaction of customers with these names and sync it (BAD -> parked)."""
+def park(client: SyncClient, *bad: bool) -> list[str]:
+    """Record one transaction of customers, the server refusing the ``bad`` ones; sync it."""
     with client.transaction():
-        ops = [client.record("customers", f"r{i}", {"name": n}) for i, n in enumerate(names)]
+        ops = [
+            client.record("customers", f"r{i}", BAD if b else {"name": "fine"})
+            for i, b in enumerate(bad)
+        ]
     client.sync_now()
     return ops
 
 
-def test_parked_entries_carry_the_servers_reason(db_path: Path) -> None:
-    with open_client(db_path) as client:
-        bad, good = park(client, "BAD one", "fine")
-        parked = {e.op_id: e for e in client.parked()}
+@pytest.fixture
+def synced(make_client: Callable[..., SyncClient], link: Link) -> SyncClient:
+    """A client on the real server, as the data box sees it after a sync."""
+    return make_client([link("wifi")])
+
+
+def test_parked_entries_carry_the_servers_reason(synced: SyncClient) -> None:
+    bad, good = park(synced, True, False)
+    parked = {e.op_id: e for e in synced.parked()}
     assert set(parked) == {bad, good}  # the whole transaction was refused
-    assert (parked[bad].code, parked[bad].field, parked[bad].message) == (
-        "invalid",
-        "name",
-        "name is refused",
-    )
-    assert parked[good].code == "transaction_aborted"
+    assert (parked[bad].code, parked[bad].field) == BAD_VERDICT
+    assert "2000" in (parked[bad].message or "")  # the server's own words: the limit
+    assert parked[good].code == SIBLING_CODE
 
 
-def test_resubmit_sends_the_fixed_entry_with_its_parked_siblings(db_path: Path) -> None:
-    with open_client(db_path) as client:
-        bad, sibling = park(client, "BAD one", "fine")
-        with pytest.raises(EntryInvalid):
-            client.resubmit(bad, {"name": "x" * 500})  # invalid fix: nothing changes
-        assert client.entry(bad).state == State.PARKED
+def test_resubmit_sends_the_fixed_entry_with_its_parked_siblings(synced: SyncClient) -> None:
+    client = synced
+    bad, sibling = park(client, True, False)
+    with pytest.raises(EntryInvalid):
+        client.resubmit(bad, {"name": "x" * 500})  # invalid fix: nothing changes
+    assert client.entry(bad).state == State.PARKED
 
-        new = client.resubmit(bad, {"name": "Fixed"})
-        old = client.entry(bad)
-        assert old.state == State.RESUBMITTED and old.replaced_by == new
-        moved = client.entry(sibling)
-        assert moved.state == State.RESUBMITTED and moved.replaced_by
-        fresh = client.entry(new)
-        assert fresh.fields["name"] == "Fixed" and fresh.seq == 3
-        assert client.entry(moved.replaced_by).tx_id == fresh.tx_id != old.tx_id
+    new = client.resubmit(bad, {"name": "Fixed"})
+    old = client.entry(bad)
+    assert old.state == State.RESUBMITTED and old.replaced_by == new
+    moved = client.entry(sibling)
+    assert moved.state == State.RESUBMITTED and moved.replaced_by
+    fresh = client.entry(new)
+    assert fresh.fields["name"] == "Fixed" and fresh.seq == 3
+    assert client.entry(moved.replaced_by).tx_id == fresh.tx_id != old.tx_id
 
-        report = client.sync_now()
-        assert (report.applied, report.parked) == (2, 0)
-        assert [e.seq for e in client.entries()] == [1, 2, 3, 4]  # still gap-free
-        assert [a["action"] for a in client.audit_log()] == ["resubmit", "resubmit"]
-        with pytest.raises(IllegalTransition, match="acked to resubmitted"):
-            client.resubmit(new, {"name": "again"})
+    report = client.sync_now()
+    assert (report.applied, report.parked) == (2, 0)
+    assert [e.seq for e in client.entries()] == [1, 2, 3, 4]  # still gap-free
+    assert [a["action"] for a in client.audit_log()] == ["resubmit", "resubmit"]
+    with pytest.raises(IllegalTransition, match="acked to resubmitted"):
+        client.resubmit(new, {"name": "again"})
 
 
-def test_discard_is_audited_and_only_for_parked_entries(db_path: Path) -> None:
-    with open_client(db_path) as client:
-        (bad,) = park(client, "BAD")
-        with pytest.raises(ValueError):
-            client.discard(bad, "  ")
-        client.discard(bad, "duplicate of an existing customer")
-        assert client.entry(bad).state == State.DISCARDED
-        assert client.parked() == []
-        (entry,) = client.audit_log()
-        assert entry["action"] == "discard" and entry["op_id"] == bad
-        assert entry["reason"] == "duplicate of an existing customer"
-        assert entry["detail"]["fields"]["name"] == "BAD"
-        assert entry["detail"]["verdict"]["code"] == "invalid"
+def test_discard_is_audited_and_only_for_parked_entries(synced: SyncClient) -> None:
+    client = synced
+    (bad,) = park(client, True)
+    with pytest.raises(ValueError):
+        client.discard(bad, "  ")
+    client.discard(bad, "duplicate of an existing customer")
+    assert client.entry(bad).state == State.DISCARDED
+    assert client.parked() == []
+    (entry,) = client.audit_log()
+    assert entry["action"] == "discard" and entry["op_id"] == bad
+    assert entry["reason"] == "duplicate of an existing customer"
+    assert entry["detail"]["fields"]["name"] == "BAD"
+    assert entry["detail"]["verdict"]["code"] == BAD_VERDICT[0]
 
-        with pytest.raises(IllegalTransition, match="discarded to discarded"):
-            client.discard(bad, "again")
-        pending = client.record("customers", "c9", customer(9))
-        with pytest.raises(IllegalTransition, match="pending to discarded"):
-            client.discard(pending, "not parked")
-        with pytest.raises(UnknownEntry):
-            client.discard("no-such-op", "whatever")
-        assert client.stats() == {
-            "pending": 1,
-            "in_flight": 0,
-            "acked": 0,
-            "parked": 0,
-            "discarded": 1,
-            "resubmitted": 0,
-        }
+    with pytest.raises(IllegalTransition, match="discarded to discarded"):
+        client.discard(bad, "again")
+    pending = client.record("customers", "c9", customer(9))
+    with pytest.raises(IllegalTransition, match="pending to discarded"):
+        client.discard(pending, "not parked")
+    with pytest.raises(UnknownEntry):
+        client.discard("no-such-op", "whatever")
+    assert client.stats() == {
+        "pending": 1,
+        "in_flight": 0,
+        "acked": 0,
+        "parked": 0,
+        "discarded": 1,
+        "resubmitted": 0,
+    }

@@ -11,7 +11,8 @@ from client_sync import RetryPolicy, SyncClient
 from client_sync._channels import ChannelSet
 from client_sync._retry import Backoff
 from client_sync.errors import AuthRejected, LinkFailure, ServerBusy
-from client_sync.testing import FakeServer, ScriptedChannel
+from tests._doubles import Offline
+from tests.client_sync.conftest import Link
 
 MakeClient = Callable[..., SyncClient]
 
@@ -25,10 +26,10 @@ def busy(retry_after: float | None = None) -> ServerBusy:
 
 
 def test_first_failures_wait_3_then_30_then_the_next_attempt_goes_out_on_cellular(
-    make_client: MakeClient, server: FakeServer, sleeps: list[float]
+    make_client: MakeClient, link: Link, sleeps: list[float]
 ) -> None:
-    wifi = ScriptedChannel("wifi", server, script=[down(), down(), down()])
-    cellular = ScriptedChannel("cellular", server, metered=True)
+    wifi = link("wifi", script=[down(), down(), down()])
+    cellular = link("cellular", metered=True)
     client = make_client([wifi, cellular])
     op = client.record("customers", "c1", {"name": "A"})
     report = client.sync_now()
@@ -40,10 +41,10 @@ def test_first_failures_wait_3_then_30_then_the_next_attempt_goes_out_on_cellula
 
 
 def test_after_switching_waits_grow_with_jitter_and_never_pass_the_cap(
-    make_client: MakeClient, server: FakeServer, sleeps: list[float]
+    make_client: MakeClient, link: Link, sleeps: list[float]
 ) -> None:
-    wifi = ScriptedChannel("wifi", server, forever=down())
-    cellular = ScriptedChannel("cellular", server, metered=True, forever=down())
+    wifi = link("wifi", forever=down())
+    cellular = link("cellular", metered=True, forever=down())
     client = make_client([wifi, cellular], retry=RetryPolicy(max_attempts=20))
     client.record("customers", "c1", {"name": "A"})
     report = client.sync_now(timeout=None)
@@ -61,14 +62,14 @@ def test_after_switching_waits_grow_with_jitter_and_never_pass_the_cap(
 
 def test_without_jitter_the_backoff_is_exact_and_capped() -> None:
     policy = RetryPolicy(jitter=False)
-    backoff = Backoff(policy, ChannelSet([ScriptedChannel("only", FakeServer())]), random.Random(0))
+    backoff = Backoff(policy, ChannelSet([Offline("only")]), random.Random(0))
     waits = [backoff.failed(down()) for _ in range(7)]
     assert waits == [3.0, 30.0, 90.0, 270.0, 300.0, 300.0, 300.0]  # one channel: no switch
 
 
 def test_jitter_is_reproducible_with_a_seeded_random() -> None:
     def run(seed: int) -> list[float]:
-        channels = ChannelSet([ScriptedChannel("only", FakeServer())])
+        channels = ChannelSet([Offline("only")])
         backoff = Backoff(RetryPolicy(), channels, random.Random(seed))
         return [backoff.failed(busy()) for _ in range(10)]
 
@@ -76,9 +77,9 @@ def test_jitter_is_reproducible_with_a_seeded_random() -> None:
 
 
 def test_retry_after_is_honoured_even_above_the_schedule(
-    make_client: MakeClient, server: FakeServer, sleeps: list[float]
+    make_client: MakeClient, link: Link, sleeps: list[float]
 ) -> None:
-    wifi = ScriptedChannel("wifi", server, script=[busy(120), busy(1), busy(7200)])
+    wifi = link("wifi", script=[busy(120), busy(1), busy(7200)])
     client = make_client([wifi])
     client.record("customers", "c1", {"name": "A"})
     client.sync_now(timeout=None)
@@ -88,9 +89,9 @@ def test_retry_after_is_honoured_even_above_the_schedule(
 
 
 def test_a_retry_after_outlives_the_drain_pass_so_sync_now_does_not_come_back_early(
-    make_client: MakeClient, server: FakeServer, sleeps: list[float]
+    make_client: MakeClient, link: Link, sleeps: list[float]
 ) -> None:
-    wifi = ScriptedChannel("wifi", server, script=[busy(120)])
+    wifi = link("wifi", script=[busy(120)])
     client = make_client([wifi], retry=RetryPolicy(max_attempts=1))
     client.record("customers", "c1", {"name": "A"})
     assert isinstance(client.sync_now(timeout=None).last_error, ServerBusy)
@@ -104,10 +105,10 @@ def test_a_retry_after_outlives_the_drain_pass_so_sync_now_does_not_come_back_ea
 
 
 def test_server_busy_never_switches_channel(
-    make_client: MakeClient, server: FakeServer, sleeps: list[float]
+    make_client: MakeClient, link: Link, sleeps: list[float]
 ) -> None:
-    wifi = ScriptedChannel("wifi", server, script=[busy(), busy(), busy(), busy(), busy()])
-    cellular = ScriptedChannel("cellular", server, metered=True)
+    wifi = link("wifi", script=[busy(), busy(), busy(), busy(), busy()])
+    cellular = link("cellular", metered=True)
     client = make_client([wifi, cellular])
     client.record("customers", "c1", {"name": "A"})
     assert client.sync_now(timeout=None).applied == 1
@@ -117,10 +118,10 @@ def test_server_busy_never_switches_channel(
 
 
 def test_a_busy_answer_proves_the_link_and_resets_the_switch_count(
-    make_client: MakeClient, server: FakeServer
+    make_client: MakeClient, link: Link
 ) -> None:
-    wifi = ScriptedChannel("wifi", server, script=[down(), down(), busy(), down(), down()])
-    cellular = ScriptedChannel("cellular", server, metered=True)
+    wifi = link("wifi", script=[down(), down(), busy(), down(), down()])
+    cellular = link("cellular", metered=True)
     client = make_client([wifi, cellular])
     client.record("customers", "c1", {"name": "A"})
     client.sync_now(timeout=None)
@@ -128,10 +129,10 @@ def test_a_busy_answer_proves_the_link_and_resets_the_switch_count(
 
 
 def test_the_working_fallback_keeps_the_next_batches_until_prefer_again_after(
-    make_client: MakeClient, server: FakeServer, sleeps: list[float]
+    make_client: MakeClient, link: Link, sleeps: list[float]
 ) -> None:
-    wifi = ScriptedChannel("wifi", server, forever=down())
-    cellular = ScriptedChannel("cellular", server, metered=True)
+    wifi = link("wifi", forever=down())
+    cellular = link("cellular", metered=True)
     client = make_client([wifi, cellular])
     for i in range(3):  # one batch per pass: a dead wifi is paid for once, not per batch
         client.record("customers", f"c{i}", {"name": "A"})
@@ -141,10 +142,10 @@ def test_the_working_fallback_keeps_the_next_batches_until_prefer_again_after(
 
 
 def test_after_prefer_again_after_a_success_hands_back_to_the_preferred_channel(
-    make_client: MakeClient, server: FakeServer, sleeps: list[float]
+    make_client: MakeClient, link: Link, sleeps: list[float]
 ) -> None:
-    wifi = ScriptedChannel("wifi", server, script=[down(), down(), down()])
-    cellular = ScriptedChannel("cellular", server, metered=True)
+    wifi = link("wifi", script=[down(), down(), down()])
+    cellular = link("cellular", metered=True)
     client = make_client([wifi, cellular], retry=RetryPolicy(prefer_again_after=0))
     client.record("customers", "c1", {"name": "A"})
     client.sync_now()
@@ -156,10 +157,10 @@ def test_after_prefer_again_after_a_success_hands_back_to_the_preferred_channel(
 
 
 def test_a_stopping_error_is_not_retried(
-    make_client: MakeClient, server: FakeServer, sleeps: list[float]
+    make_client: MakeClient, link: Link, sleeps: list[float]
 ) -> None:
-    wifi = ScriptedChannel("wifi", server, script=[AuthRejected("revoked", code="device_revoked")])
-    cellular = ScriptedChannel("cellular", server, metered=True)
+    wifi = link("wifi", script=[AuthRejected("revoked", code="device_revoked")])
+    cellular = link("cellular", metered=True)
     client = make_client([wifi, cellular])
     client.record("customers", "c1", {"name": "A"})
     report = client.sync_now()
@@ -169,9 +170,9 @@ def test_a_stopping_error_is_not_retried(
 
 
 def test_scale_shrinks_every_wait_of_ours_but_never_a_retry_after(
-    make_client: MakeClient, server: FakeServer, sleeps: list[float]
+    make_client: MakeClient, link: Link, sleeps: list[float]
 ) -> None:
-    wifi = ScriptedChannel("wifi", server, script=[down(), down(), down(), busy(5)])
+    wifi = link("wifi", script=[down(), down(), down(), busy(5)])
     client = make_client([wifi], retry=RetryPolicy(jitter=False).scaled(0.01))
     client.record("customers", "c1", {"name": "A"})
     client.sync_now()

@@ -4,7 +4,7 @@ Rules record (alone or in transactions, some refused by the server), abort a
 transaction, sync through a link that works, is down, loses the ack, or kills the
 process mid-send, reopen, resubmit and discard. After every step the encrypted
 outbox must hold exactly the model's entries, in seq order, gap-free, each in the
-model's state.
+model's state. The server is the real one (one per module, a device per example).
 """
 
 from __future__ import annotations
@@ -13,16 +13,25 @@ import random
 import shutil
 import tempfile
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from client_sync import OutboxConfig, RetryPolicy, State, SyncClient
 from client_sync.errors import LinkFailure
-from client_sync.testing import FakeClock, FakeServer, ScriptedChannel, SimulatedCrash
+from tests._doubles import (
+    BAD,
+    FakeClock,
+    RealServer,
+    ScriptedChannel,
+    SimulatedCrash,
+    lenient_registry,
+)
 
 KEY = bytes(range(32))
 
@@ -40,22 +49,25 @@ class Op:
 
 
 class OutboxMachine(RuleBasedStateMachine):
+    server: RealServer  # set by the module fixture below
+
     def __init__(self) -> None:
         super().__init__()
         self.dir = Path(tempfile.mkdtemp(prefix="fieldsync-outbox-"))
-        self.server = FakeServer()
+        self.device = self.server.enrol()
         self.clock = FakeClock()
         self.model: list[Op] = []
         self.records = 0
         self.client = self._open()
 
     def _open(self) -> SyncClient:
-        self.channel = ScriptedChannel("wifi", self.server)
+        self.channel = ScriptedChannel(self.server.channel(self.device))
         return SyncClient(
             self.dir / "outbox.db",
             KEY,
-            device_id="dev-sm",
+            device_id=self.device.device_id,
             channels=[self.channel],
+            registry=lenient_registry(),
             clock=self.clock,
             sleep=lambda seconds: None,
             rng=random.Random(0),
@@ -81,8 +93,10 @@ class OutboxMachine(RuleBasedStateMachine):
         with self.client.transaction() as tx_id:
             for i in range(size):
                 self.records += 1
-                name = "BAD" if i == bad_at else "ok"
-                op_id = self.client.record("customers", f"c{self.records}", {"name": name})
+                fields = BAD if i == bad_at else {"name": "ok"}
+                # record ids are unique per device: examples share the server
+                record_id = f"{self.device.device_id}-{self.records}"
+                op_id = self.client.record("customers", record_id, fields)
                 ops.append(Op(op_id, tx_id, i == bad_at))
         self.model.extend(ops)
 
@@ -172,10 +186,20 @@ class OutboxMachine(RuleBasedStateMachine):
 
     @invariant()
     def the_server_never_applied_a_refused_or_unacked_entry(self) -> None:
+        applied = self.server.applied(self.device)
         acked = {op.op_id for op in self.model if op.state == "acked"}
-        assert acked <= self.server.applied()
+        assert acked <= applied
         refused = {op.op_id for op in self.model if op.state in ("parked", "discarded")}
-        assert not refused & self.server.applied()
+        assert not refused & applied
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """One real server for every example; each example enrols its own device."""
+    server = RealServer(tmp_path_factory.mktemp("stateful") / "server.db")
+    OutboxMachine.server = server
+    yield
+    server.close()
 
 
 OutboxMachine.TestCase.settings = settings(

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import event
 
 from client_sync import SyncClient
-from client_sync.testing import FakeClock, FakeServer, ScriptedChannel
+from tests._doubles import FakeClock, RealServer
 
 KEY = bytes(range(32))
 
@@ -27,12 +27,13 @@ def test_moving_a_batch_finds_its_rows_by_op_id_not_by_walking_a_state(tmp_path:
     # Regression: "UPDATE … WHERE op_id IN (…) AND state = ?" was planned on the
     # (state, seq) index, so taking each batch read every pending entry: draining
     # a 100 k outbox was quadratic.
-    server = FakeServer()
+    server = RealServer(tmp_path / "server.db")
+    device = server.enrol()
     client = SyncClient(
         tmp_path / "outbox.db",
         KEY,
-        device_id="dev-1",
-        channels=[ScriptedChannel("wifi", server)],
+        device_id=device.device_id,
+        channels=[server.channel(device)],
         clock=FakeClock(),
     )
     try:
@@ -52,6 +53,7 @@ def test_moving_a_batch_finds_its_rows_by_op_id_not_by_walking_a_state(tmp_path:
         plans = _plans(client, statements)
     finally:
         client.close()
+        server.close()
     assert plans, "no UPDATE was seen"
     for sql, detail in plans:
         assert "(op_id=?)" in detail, f"{sql!r} is planned as {detail!r}"

@@ -19,7 +19,7 @@ from client_sync import State, SyncClient
 from client_sync._cipher import PAGE_SIZE, prove_key
 from client_sync._outbox import Outbox
 from client_sync.errors import DamagedOutbox, NotAnOutbox, OutboxError, WrongKey
-from client_sync.testing import FakeClock, FakeServer, ScriptedChannel
+from tests._doubles import FakeClock, Offline
 
 KEY = bytes(range(32))
 PASSPHRASE = "correct horse battery staple"
@@ -28,7 +28,7 @@ WRONG_KEYS: list[bytes | str] = [bytes(32), "not the passphrase"]
 
 def open_client(path: Path, key: bytes | str = KEY, **kw: object) -> SyncClient:
     kw.setdefault("device_id", "dev-1")
-    kw.setdefault("channels", [ScriptedChannel("wifi", FakeServer())])
+    kw.setdefault("channels", [Offline()])
     kw.setdefault("clock", FakeClock())
     return SyncClient(path, key, **kw)  # type: ignore[arg-type]
 

@@ -23,7 +23,7 @@ import pytest
 
 from client_sync import OutboxConfig, SyncClient
 from client_sync.errors import UnknownEntry
-from client_sync.testing import FakeServer, ScriptedChannel
+from tests._doubles import Offline
 
 pytestmark = pytest.mark.slow
 
@@ -54,7 +54,7 @@ def open_client(path: Path) -> SyncClient:
         path,
         KEY,
         device_id=DEVICE,
-        channels=[ScriptedChannel("wifi", FakeServer())],
+        channels=[Offline()],
         config=CONFIG,
     )
 
