@@ -11,10 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from protocol.constants import MAX_NAME_LENGTH
 from protocol.errors import ClientError, EntryInvalid, FieldsyncError
 from protocol.model import KINDS, Ack, Batch, Kind
-from protocol.registry import Registry, crm_registry
+from protocol.registry import Registry, check_record_id, crm_registry
 
 from ._channels import Channel, ChannelSet
 from ._outbox import Applied, Outbox, OutboxConfig, OutboxEntry, ParkedEntry, Tx
@@ -284,10 +283,7 @@ class SyncClient:
     ) -> tuple[dict[str, Any], int]:
         if kind not in KINDS:
             raise EntryInvalid("unknown_kind", None, f"kind {kind!r} is not one of {KINDS}")
-        if not isinstance(record_id, str) or not 0 < len(record_id) <= MAX_NAME_LENGTH:
-            raise EntryInvalid(
-                "invalid_record_id", None, f"record_id must be 1..{MAX_NAME_LENGTH} characters"
-            )
+        check_record_id(record_id)
         if not isinstance(fields, Mapping):
             raise EntryInvalid("wrong_type", None, "fields must be a mapping")
         normalized = self._registry.validate(collection, kind, fields)
