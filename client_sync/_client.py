@@ -16,6 +16,7 @@ from protocol.model import KINDS, Ack, Batch, Kind
 from protocol.registry import Registry, check_record_id, crm_registry
 
 from ._channels import Channel, ChannelSet
+from ._clock import ServerClock, heal
 from ._outbox import Applied, Outbox, OutboxConfig, OutboxEntry, ParkedEntry, Tx
 from ._retry import Backoff, RetryPolicy
 from ._states import State, check
@@ -85,7 +86,12 @@ class SyncClient:
         self._wake = threading.Event()
         self._sleep: Callable[[float], object] = sleep if sleep is not None else self._halt.wait
         self._backoff = Backoff(retry or RetryPolicy(), self._channels, rng or random.Random())
-        self._outbox = Outbox(path, key, device_id=device_id, clock=clock, config=config)
+        # Stamps use the device clock corrected by the server's (see _clock.py).
+        self._server_clock = ServerClock(clock)
+        self._outbox = Outbox(
+            path, key, device_id=device_id, clock=self._server_clock.now, config=config
+        )
+        self._server_clock.load(self._outbox)
         self._sync_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._crash: BaseException | None = None
@@ -344,6 +350,7 @@ class SyncClient:
                 self._last_error = exc  # shown by status() while the retry waits
             raise
         result = self._outbox.apply(batch, ack)
+        heal(self._outbox, self._server_clock, batch, ack)
         self._backoff.succeeded()
         self._last_error = None
         if self._stopped is not None:
