@@ -68,6 +68,7 @@ def test_upgrade_on_postgres_matches_the_models(pg_schema_url: str) -> None:
         assert set(collations) == {
             ("ops", "hlc"),
             ("record_fields", "hlc"),
+            ("record_fields", "hlc_node"),
             ("record_fields", "value_json"),
         }
     finally:
