@@ -71,7 +71,7 @@ def parse(text: str) -> Hlc:
     """Parse the strict string form; raise ValueError if it is not one (callers translate)."""
     match = _STAMP.fullmatch(text) if len(text) <= MAX_STAMP_LENGTH else None
     if match is None:
-        raise ValueError(f"{ascii(text[:MAX_STAMP_LENGTH])} is not a hybrid logical clock stamp")
+        raise ValueError(f"{text[:MAX_STAMP_LENGTH]!a} is not a hybrid logical clock stamp")
     wall, counter, node = match.groups()
     return Hlc(int(wall), int(counter), node)
 

@@ -231,7 +231,9 @@ def fast_result(raw: object, depth: int = 0) -> Result | None:
     if type(raw) is not dict or not raw.keys() <= _RESULT_KEYS or depth > 4:
         return None
     status = raw.get("status")
-    if not (is_name(raw.get("op_id"), MAX_ID_LENGTH) and type(status) is str and status in STATUSES):
+    if not (
+        is_name(raw.get("op_id"), MAX_ID_LENGTH) and type(status) is str and status in STATUSES
+    ):
         return None
     texts = [raw.get(k) for k in ("code", "field", "message")]
     if not all(t is None or type(t) is str for t in texts):

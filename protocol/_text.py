@@ -23,9 +23,7 @@ def safe_text(value: str) -> bool:
 
 def is_name(value: object, most: int) -> bool:
     """Whether ``value`` is a string of 1..``most`` characters with no control character."""
-    return (
-        type(value) is str and 0 < len(value) <= most and _NOT_NAME.search(value) is None
-    )
+    return type(value) is str and 0 < len(value) <= most and _NOT_NAME.search(value) is None
 
 
 def unsafe_path(value: Any, path: str = "") -> str | None:

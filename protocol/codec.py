@@ -78,7 +78,7 @@ def check_version(version: object) -> None:
     match = _VERSION.fullmatch(version) if len(version) <= 2 * MAX_VERSION_DIGITS + 1 else None
     if match is None:
         raise ProtocolError(
-            f"protocol_version {ascii(version[:20])} is not MAJOR.MINOR in ASCII digits",
+            f"protocol_version {version[:20]!a} is not MAJOR.MINOR in ASCII digits",
             {"protocol_version": ["not MAJOR.MINOR"]},
         )
     if int(match.group(1)) != PROTOCOL_MAJOR:
@@ -156,7 +156,7 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         for key, _ in pairs:
             if key in seen:
                 raise ProtocolError(
-                    f"duplicate JSON key {ascii(key[:40])}", {"_schema": ["duplicate JSON key"]}
+                    f"duplicate JSON key {key[:40]!a}", {"_schema": ["duplicate JSON key"]}
                 )
             seen.add(key)
     return out

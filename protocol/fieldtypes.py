@@ -95,9 +95,7 @@ class Int:
         if not self.low <= value <= self.high:
             # No str(value): a huge int would be slow to print; say only where it falls.
             side = "below" if value < self.low else "above"
-            raise EntryInvalid(
-                "out_of_range", field, f"{side} the range [{self.low}, {self.high}]"
-            )
+            raise EntryInvalid("out_of_range", field, f"{side} the range [{self.low}, {self.high}]")
         return value
 
 
@@ -231,9 +229,7 @@ class Email:
             raise _wrong_type(field, "string", value)
         text = value.strip() if len(value) <= 2 * _MAX_EMAIL_LENGTH else ""
         if not is_name(text, _MAX_EMAIL_LENGTH) or not _EMAIL.fullmatch(text):
-            raise EntryInvalid(
-                "invalid_email", field, f"{ascii(value[:40])} is not an e-mail address"
-            )
+            raise EntryInvalid("invalid_email", field, f"{value[:40]!a} is not an e-mail address")
         local, _, domain = text.rpartition("@")
         return f"{local}@{domain.lower()}"
 
@@ -265,4 +261,4 @@ def _parse_timestamp(value: str, field: str) -> datetime:
             return datetime.fromisoformat(text)
         except ValueError:
             pass
-    raise EntryInvalid("invalid_timestamp", field, f"{ascii(value[:40])} is not ISO 8601")
+    raise EntryInvalid("invalid_timestamp", field, f"{value[:40]!a} is not ISO 8601")

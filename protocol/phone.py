@@ -65,7 +65,7 @@ def _screen(value: str, field: str | None) -> str:
     body = text[first : last + 1]
     stray = next((ch for ch in body if ch not in _INSIDE), None)
     if stray is not None:
-        raise _invalid(field, f"has stray characters: {ascii(text[first:].strip()[:20])}")
+        raise _invalid(field, f"has stray characters: {text[first:].strip()[:20]!a}")
     lead = len(text[:first]) - len(text[:first].rstrip(" \t(+"))
     pluses = text[first - lead : first].count("+")
     if pluses > 1:

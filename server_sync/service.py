@@ -10,8 +10,9 @@ value and the HLC that wrote it; a write wins only with a greater (hlc, value) p
 so the state does not depend on the order entries arrive in. Stamps are compared as
 parsed numbers (wall_ms, counter, node), in Python and in SQL alike, never as text;
 a stamp more than MAX_CLOCK_AHEAD_MS ahead of the server's clock is rejected
-(``clock_ahead``) with its whole transaction, so no device clock can win for ever. Field writes of the
-whole batch are done last, in key order, so concurrent writers lock rows alike.
+(``clock_ahead``) with its whole transaction, so no device clock can win for ever.
+Field writes of the whole batch are done last, in key order, so concurrent writers
+lock rows alike.
 """
 
 from __future__ import annotations
@@ -201,9 +202,7 @@ def _judge(
     for entry in entries:
         try:
             _check_clock(run.stamps[entry.op_id], run.now_ms)
-            values[entry.op_id] = run.registry.validate(
-                entry.collection, entry.kind, entry.fields
-            )
+            values[entry.op_id] = run.registry.validate(entry.collection, entry.kind, entry.fields)
         except EntryInvalid as exc:
             verdicts[entry.op_id] = Result(
                 entry.op_id, "rejected", exc.code, exc.field, exc.message

@@ -55,7 +55,8 @@ def _entry(i: int, tx: int) -> dict[str, Any]:
         "fields": [
             {"name": f"C {i}", "phone": "+86 138 0013 8000", "email": "a@b.cn"},
             {"name": "L", "score": 7, "source": "visit"},
-            {"customer_id": "r0", "title": "t", "amount": "12.50", "close_date": "2026-03-01T08:00:00+08:00"},
+            {"customer_id": "r0", "title": "t", "amount": "12.50",
+             "close_date": "2026-03-01T08:00:00+08:00"},
             {"customer_id": "r0", "due_at": "2026-03-01T08:00:00Z", "done": False},
         ][i % 4],
         "schema_version": 1,

@@ -118,7 +118,9 @@ def test_huge_or_infinite_number_literals_are_400(
     wire: Wire, engine: sa.Engine, literal: str
 ) -> None:
     text = _text(_raw(wire, collection="leads", fields={"name": "x", "score": 1}))
-    _refused(wire, engine, text.replace('"score": 1', f'"score": {literal}'), 400, "malformed_batch")
+    _refused(
+        wire, engine, text.replace('"score": 1', f'"score": {literal}'), 400, "malformed_batch"
+    )
 
 
 @pytest.mark.parametrize(
@@ -128,8 +130,18 @@ def test_huge_or_infinite_number_literals_are_400(
         ("opportunities", {"amount": str(10**300)}, "invalid_decimal", "amount"),
         ("opportunities", {"amount": "１２.５０"}, "invalid_decimal", "amount"),
         ("opportunities", {"amount": 10**18}, "invalid_decimal", "amount"),
-        ("opportunities", {"close_date": "9999-12-31T23:59:59-14:00"}, "out_of_range", "close_date"),
-        ("opportunities", {"close_date": "０００１-01-01T00:00:00Z"}, "invalid_timestamp", "close_date"),
+        (
+            "opportunities",
+            {"close_date": "9999-12-31T23:59:59-14:00"},
+            "out_of_range",
+            "close_date",
+        ),
+        (
+            "opportunities",
+            {"close_date": "０００１-01-01T00:00:00Z"},
+            "invalid_timestamp",
+            "close_date",
+        ),
         ("leads", {"name": "x", "score": 2**62}, "out_of_range", "score"),
         ("leads", {"name": "x", "phone": "1 " * 20_000}, "invalid_phone", "phone"),
     ],

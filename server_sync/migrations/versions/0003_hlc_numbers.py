@@ -33,7 +33,7 @@ def _node_type() -> sa.types.TypeEngine[str]:
 
 
 def _number(text: str) -> int:
-    """A run of Unicode digits as an int ("１２" and "١٢" are 12; "²" is 2)."""
+    """A run of Unicode digits as an int (full-width or Arabic-Indic "12" is 12)."""
     return int("".join(str(unicodedata.digit(ch)) for ch in text)) if text else 0
 
 
