@@ -51,7 +51,10 @@ _OPS_COLUMNS = (
     "result_json",
     "received_at",
 )
-_FIELD_COLUMNS = ("collection", "record_id", "field", "value_json", "hlc")
+_FIELD_COLUMNS = (
+    "collection", "record_id", "field", "value_json", "hlc",
+    "hlc_wall_ms", "hlc_counter", "hlc_node",
+)  # fmt: skip
 
 
 def run(sizes: Sizes, workdir: Path | None = None) -> dict[str, Any]:
@@ -167,7 +170,11 @@ def _seed(engine: sa.Engine, n: int) -> list[str]:
                     now,
                 )
             )
-            field_rows.append(("customers", record_id, fields[i % 4], f'"seeded value {i}"', hlc))
+            wall = 1_770_000_000_000 + i
+            value = f'"seeded value {i}"'
+            field_rows.append(
+                ("customers", record_id, fields[i % 4], value, hlc, wall, 0, device_id)
+            )
         _bulk(engine, "ops", _OPS_COLUMNS, ops_rows)
         _bulk(engine, "record_fields", _FIELD_COLUMNS, field_rows)
     with engine.begin() as conn:

@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from protocol.constants import MAX_NAME_LENGTH
 from protocol.errors import ClientError, EntryInvalid, FieldsyncError
 from protocol.model import KINDS, Ack, Batch, Kind
-from protocol.registry import Registry, crm_registry
+from protocol.registry import Registry, check_record_id, crm_registry
 
 from ._channels import Channel, ChannelSet
+from ._clock import ServerClock, heal
 from ._isolate import Group, Isolation
 from ._outbox import Applied, Outbox, OutboxConfig, OutboxEntry, ParkedEntry, Tx
 from ._retry import Backoff, OutOfTime, RetryPolicy
@@ -117,7 +117,12 @@ class SyncClient:
         self._backoff = Backoff(policy, self._channels, rng or random.Random(), monotonic)
         self._isolation = Isolation(policy.isolate_after)
         self._failures = 0
-        self._outbox = Outbox(path, key, device_id=device_id, clock=clock, config=config)
+        # Stamps use the device clock corrected by the server's (see _clock.py).
+        self._server_clock = ServerClock(clock)
+        self._outbox = Outbox(
+            path, key, device_id=device_id, clock=self._server_clock.now, config=config
+        )
+        self._server_clock.load(self._outbox)
         self._sync_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._crash: BaseException | None = None
@@ -330,10 +335,7 @@ class SyncClient:
     ) -> tuple[dict[str, Any], int]:
         if kind not in KINDS:
             raise EntryInvalid("unknown_kind", None, f"kind {kind!r} is not one of {KINDS}")
-        if not isinstance(record_id, str) or not 0 < len(record_id) <= MAX_NAME_LENGTH:
-            raise EntryInvalid(
-                "invalid_record_id", None, f"record_id must be 1..{MAX_NAME_LENGTH} characters"
-            )
+        check_record_id(record_id)
         if not isinstance(fields, Mapping):
             raise EntryInvalid("wrong_type", None, "fields must be a mapping")
         normalized = self._registry.validate(collection, kind, fields)
@@ -429,6 +431,7 @@ class SyncClient:
             raise
         result = self._outbox.apply(batch, ack)
         self._isolation.succeeded(group)
+        heal(self._outbox, self._server_clock, batch, ack)
         self._backoff.succeeded()
         self._last_error = None
         if self._stopped is not None:

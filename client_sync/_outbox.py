@@ -869,8 +869,11 @@ def _upgrade_to_2(conn: Connection) -> None:
 
 
 def _check_device_id(device_id: str) -> None:
-    if not 0 < len(device_id) <= MAX_DEVICE_ID_LENGTH:
-        raise ValueError(f"device_id must be 1..{MAX_DEVICE_ID_LENGTH} characters")
+    # The device id is the node of every HLC stamp: it must fit the strict stamp form.
+    if not (0 < len(device_id) <= MAX_DEVICE_ID_LENGTH and hlc_mod.valid_node(device_id)):
+        raise ValueError(
+            f"device_id must be 1..{MAX_DEVICE_ID_LENGTH} characters of [0-9A-Za-z._:~-]"
+        )
 
 
 def _group(rows: Iterable[_Row]) -> list[list[_Row]]:

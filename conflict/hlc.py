@@ -1,18 +1,34 @@
 """Hybrid logical clocks: causally ordered, close to wall time, encoded sortable.
 
 An Hlc is (wall_ms, counter, node). ``tick`` stamps a local event, ``receive``
-merges a remote stamp; both never go backwards even if the wall clock does. The
-string form sorts lexicographically in the same order as the values, so stores
-can compare stamps as plain text.
+merges a remote stamp; both never go backwards even if the wall clock does.
+
+The string form is strict ASCII, "WWWWWWWWWWWWW-CCCCC-node": 13 digits of wall
+milliseconds, 5 digits of counter, and a node of 1-44 characters from
+[0-9A-Za-z._:~-] (64 characters at most in all). Stamps are untrusted input: they
+are parsed with ASCII-only patterns (``str.isdigit`` would take "٣" or "²") and
+compared as parsed numbers, never as text, so no spelling of a stamp can sort
+after every other one.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 _WALL_DIGITS = 13
 _COUNTER_DIGITS = 5
 MAX_COUNTER = 10**_COUNTER_DIGITS - 1
+MAX_WALL_MS = 10**_WALL_DIGITS - 1
+
+#: Longest node id: the whole stamp stays within 64 characters.
+MAX_NODE_LENGTH = 64 - _WALL_DIGITS - _COUNTER_DIGITS - 2
+MAX_STAMP_LENGTH = 64
+
+_NODE = re.compile(rf"[0-9A-Za-z._:~-]{{1,{MAX_NODE_LENGTH}}}")
+_STAMP = re.compile(
+    rf"([0-9]{{{_WALL_DIGITS}}})-([0-9]{{{_COUNTER_DIGITS}}})-([0-9A-Za-z._:~-]{{1,{MAX_NODE_LENGTH}}})"
+)
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -52,14 +68,17 @@ def receive(prev: Hlc, remote: Hlc, wall_ms: int) -> Hlc:
 
 
 def parse(text: str) -> Hlc:
-    """Parse the string form; raise ValueError if it is not one (callers translate)."""
-    wall, _, rest = text.partition("-")
-    counter, _, node = rest.partition("-")
-    if not (len(wall) == _WALL_DIGITS and wall.isdigit()) or not (
-        len(counter) == _COUNTER_DIGITS and counter.isdigit() and node
-    ):
-        raise ValueError(f"{text!r} is not a hybrid logical clock stamp")
+    """Parse the strict string form; raise ValueError if it is not one (callers translate)."""
+    match = _STAMP.fullmatch(text) if len(text) <= MAX_STAMP_LENGTH else None
+    if match is None:
+        raise ValueError(f"{text[:MAX_STAMP_LENGTH]!a} is not a hybrid logical clock stamp")
+    wall, counter, node = match.groups()
     return Hlc(int(wall), int(counter), node)
+
+
+def valid_node(node: str) -> bool:
+    """Whether ``node`` can stand in a stamp (a device id used as an HLC node)."""
+    return len(node) <= MAX_NODE_LENGTH and _NODE.fullmatch(node) is not None
 
 
 def _bump(wall_ms: int, counter: int, node: str) -> Hlc:

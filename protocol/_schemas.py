@@ -13,13 +13,37 @@ from marshmallow import (
     validates_schema,
 )
 
-from .constants import MAX_ENTRIES_PER_BATCH, MAX_FIELDS_PER_ENTRY, MAX_NAME_LENGTH
+from ._text import is_name
+from .constants import (
+    MAX_ENTRIES_PER_BATCH,
+    MAX_FIELDS_PER_ENTRY,
+    MAX_NAME_LENGTH,
+    MAX_SCHEMA_VERSION,
+    MAX_SEQ,
+    MAX_TIME_MS,
+)
 from .model import KINDS, STATUSES, Ack, Batch, Entry, Result
 
-_name = validate.Length(min=1, max=MAX_NAME_LENGTH)
-_id = validate.Length(min=1, max=64)
+#: Longest op_id, device_id, tx_id, batch_id and HLC stamp.
+MAX_ID_LENGTH = 64
 #: Entries in one local transaction: it travels in one batch, so at most a batch's worth.
 _tx_count = validate.Range(min=1, max=MAX_ENTRIES_PER_BATCH)
+
+
+class _Clean(validate.Validator):
+    """1..``most`` characters, none of them a control character or a surrogate."""
+
+    def __init__(self, most: int) -> None:
+        self.most = most
+
+    def __call__(self, value: Any) -> Any:
+        if not is_name(value, self.most):
+            raise ValidationError(f"1-{self.most} characters, no control characters")
+        return value
+
+
+_name = _Clean(MAX_NAME_LENGTH)
+_id = _Clean(MAX_ID_LENGTH)
 
 
 class EntrySchema(Schema):
@@ -27,10 +51,10 @@ class EntrySchema(Schema):
 
     op_id = fields.String(required=True, validate=_id)
     device_id = fields.String(required=True, validate=_id)
-    seq = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+    seq = fields.Integer(required=True, strict=True, validate=validate.Range(1, MAX_SEQ))
     tx_id = fields.String(required=True, validate=_id)
     tx_count = fields.Integer(required=True, strict=True, validate=_tx_count)
-    hlc = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    hlc = fields.String(required=True, validate=_id)
     collection = fields.String(required=True, validate=_name)
     record_id = fields.String(required=True, validate=_name)
     kind = fields.String(required=True, validate=validate.OneOf(KINDS))
@@ -41,7 +65,9 @@ class EntrySchema(Schema):
         required=True,
         validate=validate.Length(max=MAX_FIELDS_PER_ENTRY),
     )
-    schema_version = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+    schema_version = fields.Integer(
+        required=True, strict=True, validate=validate.Range(1, MAX_SCHEMA_VERSION)
+    )
 
     @post_load
     def _make(self, data: dict[str, Any], **_: Any) -> Entry:
@@ -93,10 +119,13 @@ class AckSchema(Schema):
 
     batch_id = fields.String(required=True, validate=_id)
     results = fields.List(fields.Nested(ResultSchema), required=True)
+    server_time_ms = fields.Integer(
+        load_default=None, allow_none=True, strict=True, validate=validate.Range(0, MAX_TIME_MS)
+    )
 
     @post_load
     def _make(self, data: dict[str, Any], **_: Any) -> Ack:
-        return Ack(batch_id=data["batch_id"], results=tuple(data["results"]))
+        return Ack(data["batch_id"], tuple(data["results"]), data["server_time_ms"])
 
 
 def _incoherence(device_id: object, entries: list[Entry]) -> dict[str, Any] | None:
@@ -153,14 +182,15 @@ _ENTRY_KEYS = frozenset(EntrySchema().fields.keys() - {"fields_"} | {"fields"})
 _BATCH_KEYS = frozenset(("protocol_version", "batch_id", "device_id", "entries"))
 _RESULT_KEYS = frozenset(("op_id", "status", "code", "field", "message", "original"))
 _ACK_KEYS = frozenset(("batch_id", "results"))
+_TIMED_ACK_KEYS = _ACK_KEYS | {"server_time_ms"}
 
 
 def _text(value: object, most: int) -> bool:
     return type(value) is str and 0 < len(value) <= most
 
 
-def _positive(value: object) -> bool:
-    return type(value) is int and value >= 1
+def _within(value: object, most: int) -> bool:
+    return type(value) is int and 1 <= value <= most
 
 
 def fast_entry(raw: object) -> Entry | None:
@@ -169,21 +199,20 @@ def fast_entry(raw: object) -> Entry | None:
         return None
     values = raw["fields"]
     if not (
-        _text(raw["op_id"], 64)
-        and _text(raw["device_id"], 64)
-        and _text(raw["tx_id"], 64)
-        and _positive(raw["tx_count"])
-        and raw["tx_count"] <= MAX_ENTRIES_PER_BATCH
-        and _text(raw["hlc"], 64)
-        and _text(raw["collection"], MAX_NAME_LENGTH)
-        and _text(raw["record_id"], MAX_NAME_LENGTH)
+        is_name(raw["op_id"], MAX_ID_LENGTH)
+        and is_name(raw["device_id"], MAX_ID_LENGTH)
+        and is_name(raw["tx_id"], MAX_ID_LENGTH)
+        and _within(raw["tx_count"], MAX_ENTRIES_PER_BATCH)
+        and is_name(raw["hlc"], MAX_ID_LENGTH)
+        and is_name(raw["collection"], MAX_NAME_LENGTH)
+        and is_name(raw["record_id"], MAX_NAME_LENGTH)
         and type(raw["kind"]) is str
         and raw["kind"] in KINDS
-        and _positive(raw["seq"])
-        and _positive(raw["schema_version"])
+        and _within(raw["seq"], MAX_SEQ)
+        and _within(raw["schema_version"], MAX_SCHEMA_VERSION)
         and type(values) is dict
         and len(values) <= MAX_FIELDS_PER_ENTRY
-        and all(_text(k, MAX_NAME_LENGTH) for k in values)
+        and all(is_name(k, MAX_NAME_LENGTH) for k in values)
     ):
         return None
     return Entry(
@@ -208,8 +237,8 @@ def fast_batch(raw: object) -> Batch | None:
     items = raw["entries"]
     if not (
         _text(raw["protocol_version"], 16)
-        and _text(raw["batch_id"], 64)
-        and _text(raw["device_id"], 64)
+        and is_name(raw["batch_id"], MAX_ID_LENGTH)
+        and is_name(raw["device_id"], MAX_ID_LENGTH)
         and type(items) is list
         and 1 <= len(items) <= MAX_ENTRIES_PER_BATCH
     ):
@@ -230,7 +259,9 @@ def fast_result(raw: object, depth: int = 0) -> Result | None:
     if type(raw) is not dict or not raw.keys() <= _RESULT_KEYS or depth > 4:
         return None
     status = raw.get("status")
-    if not (_text(raw.get("op_id"), 64) and type(status) is str and status in STATUSES):
+    if not (
+        is_name(raw.get("op_id"), MAX_ID_LENGTH) and type(status) is str and status in STATUSES
+    ):
         return None
     texts = [raw.get(k) for k in ("code", "field", "message")]
     if not all(t is None or type(t) is str for t in texts):
@@ -245,10 +276,14 @@ def fast_result(raw: object, depth: int = 0) -> Result | None:
 
 def fast_ack(raw: object) -> Ack | None:
     """The Ack ``AckSchema`` would load from ``raw``, or None to ask the schema."""
-    if type(raw) is not dict or raw.keys() != _ACK_KEYS or not _text(raw["batch_id"], 64):
+    if type(raw) is not dict or raw.keys() not in (_ACK_KEYS, _TIMED_ACK_KEYS):
         return None
-    items = raw["results"]
-    if type(items) is not list:
+    items, server_time = raw["results"], raw.get("server_time_ms")
+    if not (
+        is_name(raw["batch_id"], MAX_ID_LENGTH)
+        and type(items) is list
+        and (server_time is None or (type(server_time) is int and 0 <= server_time <= MAX_TIME_MS))
+    ):
         return None
     results = []
     for item in items:
@@ -256,4 +291,4 @@ def fast_ack(raw: object) -> Ack | None:
         if result is None:
             return None
         results.append(result)
-    return Ack(raw["batch_id"], tuple(results))
+    return Ack(raw["batch_id"], tuple(results), server_time)

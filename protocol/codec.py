@@ -5,18 +5,31 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import json
+import math
+import re
 import zlib
 from typing import Any, cast
 
 from marshmallow import Schema, ValidationError
 
 from ._schemas import AckSchema, BatchSchema, fast_ack, fast_batch
-from .constants import CONTENT_ENCODINGS, MAX_INFLATED_BYTES, PROTOCOL_MAJOR
+from ._text import unsafe_path
+from .constants import (
+    CONTENT_ENCODINGS,
+    MAX_FLOAT_LITERAL,
+    MAX_INFLATED_BYTES,
+    MAX_INT_LITERAL,
+    MAX_VERSION_DIGITS,
+    PROTOCOL_MAJOR,
+)
 from .errors import ProtocolError, UnsupportedVersion
 from .model import Ack, Batch
 
 _BATCH = BatchSchema()
 _ACK = AckSchema()
+
+#: "MAJOR.MINOR" in ASCII digits only (``str.isdigit`` would take "²" or "٣").
+_VERSION = re.compile(rf"([0-9]{{1,{MAX_VERSION_DIGITS}}})\.[0-9]{{1,{MAX_VERSION_DIGITS}}}")
 
 
 #: What ``json.dumps`` would build for these options on every call; made once.
@@ -62,13 +75,13 @@ def check_version(version: object) -> None:
     """Raise UnsupportedVersion unless ``version`` is "MAJOR.MINOR" with our major."""
     if not isinstance(version, str):
         raise ProtocolError("protocol_version missing", {"protocol_version": ["required"]})
-    major, _, minor = version.partition(".")
-    if not (major.isdigit() and minor.isdigit()):
+    match = _VERSION.fullmatch(version) if len(version) <= 2 * MAX_VERSION_DIGITS + 1 else None
+    if match is None:
         raise ProtocolError(
-            f"protocol_version {version!r} is not MAJOR.MINOR",
+            f"protocol_version {version[:20]!a} is not MAJOR.MINOR in ASCII digits",
             {"protocol_version": ["not MAJOR.MINOR"]},
         )
-    if int(major) != PROTOCOL_MAJOR:
+    if int(match.group(1)) != PROTOCOL_MAJOR:
         raise UnsupportedVersion(
             f"protocol {version} is not spoken here (major {PROTOCOL_MAJOR} is)"
         )
@@ -94,6 +107,8 @@ def decompress(body: bytes, encoding: str | None, limit: int = MAX_INFLATED_BYTE
             raise ProtocolError(f"body is not valid gzip: {exc}") from exc
         if not inflater.eof and len(data) <= limit:
             raise ProtocolError("gzip body is truncated")
+        if inflater.unused_data:
+            raise ProtocolError("bytes after the end of the gzip member")
     if len(data) > limit:
         raise ProtocolError(f"body inflates past {limit} bytes")
     return data
@@ -107,15 +122,62 @@ def _check_encoding(encoding: str) -> None:
 
 
 def _parse(data: bytes) -> dict[str, Any]:
+    """Strict JSON: UTF-8, unique keys, bounded finite numbers, no lone surrogate or NUL."""
     try:
-        raw = json.loads(data, parse_constant=_refuse_constant)
+        text = data.decode("utf-8")
+        raw = json.loads(
+            text,
+            object_pairs_hook=_unique_keys,
+            parse_int=_parse_int,
+            parse_float=_parse_float,
+            parse_constant=_refuse_constant,
+        )
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ProtocolError(f"body is not JSON: {exc}") from exc
     except RecursionError as exc:
         raise ProtocolError("body nests too deeply") from exc
     if not isinstance(raw, dict):
         raise ProtocolError("body must be a JSON object")
+    # A lone surrogate or NUL can only arrive as a \u escape: raw control characters
+    # are refused by the JSON parser and raw surrogates by the UTF-8 decoder.
+    where = unsafe_path(raw) if "\\u" in text else None
+    if where is not None:
+        raise ProtocolError(
+            f"a string at {where} holds a lone surrogate or NUL",
+            {where: ["not valid Unicode text (lone surrogate or NUL)"]},
+        )
     return raw
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ProtocolError(
+                    f"duplicate JSON key {key[:40]!a}", {"_schema": ["duplicate JSON key"]}
+                )
+            seen.add(key)
+    return out
+
+
+def _parse_int(literal: str) -> int:
+    if len(literal) > MAX_INT_LITERAL:
+        raise ProtocolError(
+            f"an integer of {len(literal)} characters (at most {MAX_INT_LITERAL})",
+            {"_schema": ["integer out of range"]},
+        )
+    return int(literal)
+
+
+def _parse_float(literal: str) -> float:
+    value = float(literal) if len(literal) <= MAX_FLOAT_LITERAL else math.inf
+    if not math.isfinite(value):
+        raise ProtocolError(
+            f"number {literal[:40]} is out of range", {"_schema": ["number out of range"]}
+        )
+    return value
 
 
 def _refuse_constant(name: str) -> None:

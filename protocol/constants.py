@@ -41,3 +41,49 @@ CONTENT_ENCODINGS = ("gzip", "identity")
 
 #: Media type of every fieldsync request and response body.
 MEDIA_TYPE = "application/json"
+
+# -- ranges of hostile input: every number and string the wire carries is bounded ------
+
+#: Highest ``seq``: the server keeps it in a BIGINT (signed 64-bit) column.
+MAX_SEQ = 2**63 - 1
+
+#: Highest ``schema_version``: the server keeps it in an INTEGER (signed 32-bit) column.
+MAX_SCHEMA_VERSION = 2**31 - 1
+
+#: Range of an ``Int`` field: what a signed 64-bit column (and a JavaScript BigInt) holds.
+MIN_INT = -(2**63)
+MAX_INT = 2**63 - 1
+
+#: Characters of a JSON integer literal: "-" and 19 digits hold every 64-bit integer.
+#: Longer literals are refused before ``int()`` (which is quadratic past ~4,300 digits).
+MAX_INT_LITERAL = 20
+
+#: Characters of a JSON number with a fraction or exponent; it must also be finite.
+MAX_FLOAT_LITERAL = 32
+
+#: Most digits a ``Decimal`` field may declare: what NUMERIC(38) columns hold elsewhere.
+MAX_DECIMAL_DIGITS = 38
+
+#: Years a ``Timestamp`` may fall in (UTC): a CRM date, and every offset stays in range.
+MIN_TIMESTAMP_YEAR = 1900
+MAX_TIMESTAMP_YEAR = 9998
+
+#: Characters of a timestamp string: "YYYY-MM-DDTHH:MM:SS.ffffff+HH:MM" is 32.
+MAX_TIMESTAMP_LENGTH = 40
+
+#: Characters of a phone number as written: room for prefixes, spaces and a label;
+#: bounded before any parsing, so no input can make parsing slow.
+MAX_PHONE_LENGTH = 64
+
+#: Characters of a ``protocol_version``: "MAJOR.MINOR" with at most 4 ASCII digits each.
+MAX_VERSION_DIGITS = 4
+
+#: How far (ms) an HLC stamp's wall time may run ahead of the server's clock. A stamp
+#: further ahead would win every last-writer-wins conflict until real time caught
+#: up with it; phones keep network time within seconds, so 5 minutes only refuses
+#: clocks that are plainly wrong. Refused with ``clock_ahead``; see docs/protocol.md
+#: for how a device with a wrong clock recovers.
+MAX_CLOCK_AHEAD_MS = 5 * 60 * 1000
+
+#: Highest millisecond time a message may carry (year 9999): bounds ``server_time_ms``.
+MAX_TIME_MS = 253_402_300_799_999

@@ -5,15 +5,31 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Context
 from decimal import Decimal as _Dec
-from decimal import InvalidOperation
 from typing import Any, Protocol
 
-from .constants import MAX_NAME_LENGTH, MAX_STRING_LENGTH
-from .errors import EntryInvalid
-from .phone import normalize_cn_mobile
+import phonenumbers
 
+from ._text import is_name, safe_text
+from .constants import (
+    MAX_DECIMAL_DIGITS,
+    MAX_INT,
+    MAX_NAME_LENGTH,
+    MAX_STRING_LENGTH,
+    MAX_TIMESTAMP_LENGTH,
+    MAX_TIMESTAMP_YEAR,
+    MIN_INT,
+    MIN_TIMESTAMP_YEAR,
+)
+from .errors import EntryInvalid
+from .phone import OUTPUTS, PhoneOutput, normalize_phone
+
+#: Every length is checked before these run; all are ASCII-only where digits matter.
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+_TIMESTAMP_CHARS = re.compile(r"[0-9TtZz:.,+\- ]+")
+_MAX_EMAIL_LENGTH = 254
 
 
 class FieldType(Protocol):
@@ -46,24 +62,40 @@ class String:
             raise EntryInvalid(
                 "too_long", field, f"is {len(value)} characters; at most {self.max_length}"
             )
+        if not safe_text(value):
+            raise EntryInvalid("invalid_text", field, "holds a NUL or a lone surrogate")
         return value
 
 
 @dataclass(frozen=True, slots=True)
 class Int:
-    """A whole number within optional bounds."""
+    """A whole number within bounds; unset bounds are the signed 64-bit range."""
 
     min: int | None = None
     max: int | None = None
+
+    def __post_init__(self) -> None:
+        if not MIN_INT <= self.low <= self.high <= MAX_INT:
+            raise ValueError(f"bounds must satisfy {MIN_INT} <= min <= max <= {MAX_INT}")
+
+    @property
+    def low(self) -> int:
+        """The lowest value accepted."""
+        return MIN_INT if self.min is None else self.min
+
+    @property
+    def high(self) -> int:
+        """The highest value accepted."""
+        return MAX_INT if self.max is None else self.max
 
     def normalize(self, value: Any, field: str) -> int:
         """Check type and range (a bool is not an int here)."""
         if isinstance(value, bool) or not isinstance(value, int):
             raise _wrong_type(field, "integer", value)
-        if (self.min is not None and value < self.min) or (
-            self.max is not None and value > self.max
-        ):
-            raise EntryInvalid("out_of_range", field, f"{value} not in [{self.min}, {self.max}]")
+        if not self.low <= value <= self.high:
+            # No str(value): a huge int would be slow to print; say only where it falls.
+            side = "below" if value < self.low else "above"
+            raise EntryInvalid("out_of_range", field, f"{side} the range [{self.low}, {self.high}]")
         return value
 
 
@@ -74,23 +106,39 @@ class Decimal:
     places: int = 2
     max_digits: int = 18
 
+    def __post_init__(self) -> None:
+        if not 0 <= self.places <= self.max_digits <= MAX_DECIMAL_DIGITS or self.max_digits < 1:
+            raise ValueError(f"need 0 <= places <= max_digits <= {MAX_DECIMAL_DIGITS}")
+
     def normalize(self, value: Any, field: str) -> str:
-        """Return the canonical string form, e.g. "12.50"."""
-        if isinstance(value, bool) or not isinstance(value, str | int | _Dec):
-            raise _wrong_type(field, "decimal string (floats lose cents)", value)
-        try:
-            number = _Dec(str(value).strip())
-        except InvalidOperation as exc:
-            raise EntryInvalid("invalid_decimal", field, f"{value!r} is not a number") from exc
+        """Return the canonical string form, e.g. "12.50" (plain notation, no exponent)."""
+        number = self._number(value, field)
         if not number.is_finite():
             raise EntryInvalid("invalid_decimal", field, "must be finite")
         exponent = number.as_tuple().exponent
         if isinstance(exponent, int) and -exponent > self.places:
             raise EntryInvalid("invalid_decimal", field, f"more than {self.places} decimal places")
-        quantized = number.quantize(_Dec(1).scaleb(-self.places))
-        if len(quantized.as_tuple().digits) > self.max_digits:
+        if number and number.adjusted() + 1 + self.places > self.max_digits:
             raise EntryInvalid("invalid_decimal", field, f"more than {self.max_digits} digits")
-        return str(quantized)
+        context = Context(prec=MAX_DECIMAL_DIGITS + 2)
+        return str(number.quantize(_Dec(1).scaleb(-self.places), context=context))
+
+    def _number(self, value: Any, field: str) -> _Dec:
+        """The value as a Decimal, its size bounded before any conversion."""
+        if isinstance(value, bool) or not isinstance(value, str | int | _Dec):
+            raise _wrong_type(field, "decimal string (floats lose cents)", value)
+        if isinstance(value, _Dec):
+            return value
+        if isinstance(value, int):
+            if abs(value) >= 10**self.max_digits:
+                raise EntryInvalid("invalid_decimal", field, f"more than {self.max_digits} digits")
+            return _Dec(value)
+        text = value.strip() if len(value) <= self.max_digits + 16 else ""
+        if not _DECIMAL.fullmatch(text):
+            raise EntryInvalid(
+                "invalid_decimal", field, "is not a plain decimal number such as 12.50"
+            )
+        return _Dec(text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,24 +154,32 @@ class Bool:
 
 @dataclass(frozen=True, slots=True)
 class Timestamp:
-    """An ISO 8601 instant with a UTC offset, stored as UTC with milliseconds."""
+    """An ISO 8601 instant with a UTC offset, stored as UTC with milliseconds.
+
+    In range: years MIN_TIMESTAMP_YEAR..MAX_TIMESTAMP_YEAR (UTC), ASCII digits only.
+    """
 
     def normalize(self, value: Any, field: str) -> str:
         """Return "YYYY-MM-DDTHH:MM:SS.mmmZ"; a time without offset is ambiguous."""
         if isinstance(value, datetime):
             moment = value
         elif isinstance(value, str):
-            try:
-                moment = datetime.fromisoformat(value.strip())
-            except ValueError as exc:
-                raise EntryInvalid(
-                    "invalid_timestamp", field, f"{value!r} is not ISO 8601"
-                ) from exc
+            moment = _parse_timestamp(value, field)
         else:
             raise _wrong_type(field, "ISO 8601 string", value)
         if moment.tzinfo is None:
             raise EntryInvalid("invalid_timestamp", field, "has no UTC offset")
-        return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        try:
+            utc = moment.astimezone(UTC)
+        except OverflowError:
+            utc = None
+        if utc is None or not MIN_TIMESTAMP_YEAR <= utc.year <= MAX_TIMESTAMP_YEAR:
+            raise EntryInvalid(
+                "out_of_range",
+                field,
+                f"must fall in the years {MIN_TIMESTAMP_YEAR}-{MAX_TIMESTAMP_YEAR} (UTC)",
+            )
+        return utc.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,20 +190,33 @@ class Enum:
 
     def normalize(self, value: Any, field: str) -> str:
         """Check membership."""
-        if value not in self.choices:
-            raise EntryInvalid("invalid_choice", field, f"{value!r} not one of {self.choices}")
-        return str(value)
+        if type(value) is not str or value not in self.choices:
+            shown = ascii(value[:40]) if isinstance(value, str) else type(value).__name__
+            raise EntryInvalid("invalid_choice", field, f"{shown} not one of {self.choices}")
+        return value
 
 
 @dataclass(frozen=True, slots=True)
 class Phone:
-    """A mainland-China mobile number, normalised to 11 digits."""
+    """A phone number read in ``region``, written as ``output`` (see protocol.phone).
+
+    The default (CN, national) takes mainland mobiles and writes their 11 digits.
+    """
+
+    region: str = "CN"
+    output: PhoneOutput = "national"
+
+    def __post_init__(self) -> None:
+        if self.region not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"region {self.region!r} is not a libphonenumber region code")
+        if self.output not in OUTPUTS:
+            raise ValueError(f"output must be one of {OUTPUTS}")
 
     def normalize(self, value: Any, field: str) -> str:
-        """See protocol.phone.normalize_cn_mobile."""
+        """See protocol.phone.normalize_phone."""
         if not isinstance(value, str):
             raise _wrong_type(field, "string", value)
-        return normalize_cn_mobile(value, field)
+        return normalize_phone(value, field, region=self.region, output=self.output)
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,9 +227,9 @@ class Email:
         """Check the shape local@domain.tld."""
         if not isinstance(value, str):
             raise _wrong_type(field, "string", value)
-        text = value.strip()
-        if len(text) > 254 or not _EMAIL.fullmatch(text):
-            raise EntryInvalid("invalid_email", field, f"{value!r} is not an e-mail address")
+        text = value.strip() if len(value) <= 2 * _MAX_EMAIL_LENGTH else ""
+        if not is_name(text, _MAX_EMAIL_LENGTH) or not _EMAIL.fullmatch(text):
+            raise EntryInvalid("invalid_email", field, f"{value[:40]!a} is not an e-mail address")
         local, _, domain = text.rpartition("@")
         return f"{local}@{domain.lower()}"
 
@@ -175,6 +244,21 @@ class Reference:
         """Check it is a plausible record id (existence is not checked offline)."""
         if not isinstance(value, str):
             raise _wrong_type(field, "record id string", value)
-        if not 0 < len(value) <= MAX_NAME_LENGTH:
-            raise EntryInvalid("invalid_reference", field, "record id must be 1-128 characters")
+        if not is_name(value, MAX_NAME_LENGTH):
+            raise EntryInvalid(
+                "invalid_reference",
+                field,
+                f"record id must be 1-{MAX_NAME_LENGTH} characters, no control characters",
+            )
         return value
+
+
+def _parse_timestamp(value: str, field: str) -> datetime:
+    """Parse ISO 8601 text, its length and characters (ASCII digits) checked first."""
+    text = value.strip() if len(value) <= MAX_TIMESTAMP_LENGTH else ""
+    if _TIMESTAMP_CHARS.fullmatch(text):
+        try:
+            return datetime.fromisoformat(text)
+        except ValueError:
+            pass
+    raise EntryInvalid("invalid_timestamp", field, f"{value[:40]!a} is not ISO 8601")

@@ -62,7 +62,12 @@ class Result:
 
 @dataclass(frozen=True, slots=True)
 class Ack:
-    """The server's answer to a batch: one result per entry, in batch order."""
+    """The server's answer to a batch: one result per entry, in batch order.
+
+    ``server_time_ms`` is the server's clock when it answered (ms since the epoch):
+    devices correct their HLC stamps by it (see docs/protocol.md, "Clocks").
+    """
 
     batch_id: str
     results: tuple[Result, ...] = field(default_factory=tuple)
+    server_time_ms: int | None = None

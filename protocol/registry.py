@@ -6,6 +6,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._text import is_name
+from .constants import MAX_NAME_LENGTH
 from .errors import EntryInvalid, UnsupportedVersion
 from .fieldtypes import (
     Bool,
@@ -102,6 +104,16 @@ class Registry:
     def validate(self, name: str, kind: str, values: Mapping[str, Any]) -> dict[str, Any]:
         """Normalise an entry's fields against collection ``name``."""
         return self.get(name).validate(kind, values)
+
+
+def check_record_id(record_id: object) -> None:
+    """Raise EntryInvalid(invalid_record_id) unless ``record_id`` is a clean 1-128 char name."""
+    if not is_name(record_id, MAX_NAME_LENGTH):
+        raise EntryInvalid(
+            "invalid_record_id",
+            None,
+            f"record_id must be 1..{MAX_NAME_LENGTH} characters, no control characters",
+        )
 
 
 _STAGES = ("prospecting", "qualified", "proposal", "negotiation", "won", "lost")

@@ -69,7 +69,12 @@ record_fields = sa.Table(
     sa.Column("record_id", _name, primary_key=True),
     sa.Column("field", _name, primary_key=True),
     sa.Column("value_json", ordered_text(), nullable=False),
+    # The stamp that wrote the value, as text (for people) and as numbers: writes are
+    # compared on (hlc_wall_ms, hlc_counter, hlc_node, value_json), never on the text.
     sa.Column("hlc", ordered_text(64), nullable=False),
+    sa.Column("hlc_wall_ms", sa.BigInteger(), nullable=False),
+    sa.Column("hlc_counter", sa.Integer(), nullable=False),
+    sa.Column("hlc_node", ordered_text(64), nullable=False),
 )
 
 

@@ -7,8 +7,12 @@ A transaction's ops are inserted under a SAVEPOINT: if another process stored th
 first, the unique constraint fails, the savepoint rolls back and the group is
 answered from what that process stored. ``record_fields`` holds each field's current
 value and the HLC that wrote it; a write wins only with a greater (hlc, value) pair,
-so the state does not depend on the order entries arrive in. Field writes of the
-whole batch are done last, in key order, so concurrent writers lock rows alike.
+so the state does not depend on the order entries arrive in. Stamps are compared as
+parsed numbers (wall_ms, counter, node), in Python and in SQL alike, never as text;
+a stamp more than MAX_CLOCK_AHEAD_MS ahead of the server's clock is rejected
+(``clock_ahead``) with its whole transaction, so no device clock can win for ever.
+Field writes of the whole batch are done last, in key order, so concurrent writers
+lock rows alike.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from protocol import (
     UnsupportedVersion,
     canonical_json,
 )
+from protocol.constants import MAX_CLOCK_AHEAD_MS
 
 from .db import upsert_into
 from .errors import WrongDevice
@@ -51,7 +56,9 @@ _ENTRY_MEMBERS = tuple(f.name for f in dataclasses.fields(Entry) if f.name != "t
 _RESULT_MEMBERS = tuple(f.name for f in dataclasses.fields(Result))
 
 _FieldKey = tuple[str, str, str]  # collection, record_id, field
-_FieldValue = tuple[str, str]  # hlc, value_json: compared as a pair, greater wins
+#: (wall_ms, counter, node, value_json, hlc text): compared as a tuple, greater wins
+#: (the text is a function of the first three, so it never decides).
+_FieldValue = tuple[int, int, str, str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +76,13 @@ class _Run:
     registry: Registry
     received_at: datetime
     stored: dict[str, _Stored]
+    stamps: dict[str, hlc.Hlc]
     writes: dict[_FieldKey, _FieldValue] = dataclasses.field(default_factory=dict)
+
+    @property
+    def now_ms(self) -> int:
+        """The server's clock for this batch, in ms since the epoch."""
+        return int(self.received_at.timestamp() * 1000)
 
 
 def apply_batch(
@@ -91,10 +104,10 @@ def apply_batch(
             "a device can only submit as itself",
             {"device_id": batch.device_id, "authenticated_as": device_id},
         )
-    _check_entries(batch.entries)
+    stamps = _check_entries(batch.entries)
     stored = _load_stored(conn, device_id, [e.op_id for e in batch.entries])
     _check_versions(batch.entries, registry, stored)
-    run = _Run(conn, batch, registry, now or datetime.now(UTC), stored)
+    run = _Run(conn, batch, registry, now or datetime.now(UTC), stored, stamps)
     groups = list(_groups(batch.entries))
     answers = _apply_all(run, groups)
     if answers is None:  # another process stored some of these ops: group by group
@@ -102,7 +115,8 @@ def apply_batch(
         for group in groups:
             answers.update(_apply_group(run, group))
     _write_fields(conn, run.writes)
-    return Ack(batch.batch_id, tuple(answers[e.op_id] for e in batch.entries))
+    results = tuple(answers[e.op_id] for e in batch.entries)
+    return Ack(batch.batch_id, results, server_time_ms=run.now_ms)
 
 
 def get_record(conn: sa.Connection, collection: str, record_id: str) -> dict[str, Any] | None:
@@ -136,7 +150,7 @@ def _apply_all(run: _Run, groups: Sequence[Sequence[Entry]]) -> dict[str, Result
         if not new:
             continue
         blocker = next((e.op_id for e in group if _rejected(replays.get(e.op_id))), None)
-        verdicts, values = _judge(new, run.registry, blocker)
+        verdicts, values = _judge(run, new, blocker)
         rows.extend(_op_row(run, e, verdicts[e.op_id]) for e in new)
         answers.update(verdicts)
         judged.append((new, values))
@@ -149,7 +163,7 @@ def _apply_all(run: _Run, groups: Sequence[Sequence[Entry]]) -> dict[str, Result
     for new, values in judged:
         for entry in new:
             if entry.op_id in values:
-                _collect_writes(entry, values[entry.op_id], run.writes)
+                _collect_writes(entry, run.stamps[entry.op_id], values[entry.op_id], run.writes)
     return answers
 
 
@@ -163,7 +177,7 @@ def _apply_group(run: _Run, group: Sequence[Entry]) -> dict[str, Result]:
     # A transaction with a rejected entry applies nothing more, even if the device
     # split it across batches.
     blocker = next((e.op_id for e in group if _rejected(answers.get(e.op_id))), None)
-    verdicts, values = _judge(new, run.registry, blocker)
+    verdicts, values = _judge(run, new, blocker)
     rows = [_op_row(run, e, verdicts[e.op_id]) for e in new]
     try:
         with run.conn.begin_nested():
@@ -178,19 +192,20 @@ def _apply_group(run: _Run, group: Sequence[Entry]) -> dict[str, Result]:
     answers.update(verdicts)
     for entry in new:
         if entry.op_id in values:
-            _collect_writes(entry, values[entry.op_id], run.writes)
+            _collect_writes(entry, run.stamps[entry.op_id], values[entry.op_id], run.writes)
     return answers
 
 
 def _judge(
-    entries: Sequence[Entry], registry: Registry, blocker: str | None
+    run: _Run, entries: Sequence[Entry], blocker: str | None
 ) -> tuple[dict[str, Result], dict[str, dict[str, Any]]]:
     """Verdicts for a transaction's new entries, and normalised fields if all pass."""
     verdicts: dict[str, Result] = {}
     values: dict[str, dict[str, Any]] = {}
     for entry in entries:
         try:
-            values[entry.op_id] = registry.validate(entry.collection, entry.kind, entry.fields)
+            _check_clock(run.stamps[entry.op_id], run.now_ms)
+            values[entry.op_id] = run.registry.validate(entry.collection, entry.kind, entry.fields)
         except EntryInvalid as exc:
             verdicts[entry.op_id] = Result(
                 entry.op_id, "rejected", exc.code, exc.field, exc.message
@@ -213,6 +228,18 @@ def _judge(
     return {e.op_id: Result(e.op_id, "applied") for e in entries}, values
 
 
+def _check_clock(stamp: hlc.Hlc, now_ms: int) -> None:
+    """Raise EntryInvalid(clock_ahead) if ``stamp`` runs too far ahead of the server."""
+    if stamp.wall_ms > now_ms + MAX_CLOCK_AHEAD_MS:
+        ahead = stamp.wall_ms - now_ms
+        raise EntryInvalid(
+            "clock_ahead",
+            "hlc",
+            f"stamped {ahead} ms ahead of the server's clock (at most {MAX_CLOCK_AHEAD_MS}); "
+            f"server time is {now_ms} ms: correct the clock and send it again",
+        )
+
+
 def _replay(entry: Entry, prior: _Stored) -> Result:
     if prior.digest == _digest(entry):
         return Result(entry.op_id, "duplicate", original=prior.result)
@@ -230,13 +257,14 @@ def _rejected(result: Result | None) -> bool:
 
 
 def _collect_writes(
-    entry: Entry, values: dict[str, Any], writes: dict[_FieldKey, _FieldValue]
+    entry: Entry, stamp: hlc.Hlc, values: dict[str, Any], writes: dict[_FieldKey, _FieldValue]
 ) -> None:
     """Add an applied entry's field writes, keeping the greatest (hlc, value) per field."""
     values = {DELETED: True} if entry.kind == "delete" else {**values, DELETED: False}
     for field, value in values.items():
         key = (entry.collection, entry.record_id, field)
-        candidate = (entry.hlc, canonical_json(value).decode())
+        value_json = canonical_json(value).decode()
+        candidate = (stamp.wall_ms, stamp.counter, stamp.node, value_json, str(stamp))
         if key not in writes or writes[key] < candidate:
             writes[key] = candidate
 
@@ -247,31 +275,41 @@ def _write_fields(conn: sa.Connection, writes: dict[_FieldKey, _FieldValue]) -> 
         return
     insert = upsert_into(conn, record_fields)
     current, incoming = record_fields.c, insert.excluded
+    order = ("hlc_wall_ms", "hlc_counter", "hlc_node", "value_json")
     stmt = insert.on_conflict_do_update(
         index_elements=[current.collection, current.record_id, current.field],
-        set_={"value_json": incoming.value_json, "hlc": incoming.hlc},
-        where=sa.or_(
-            current.hlc < incoming.hlc,
-            sa.and_(current.hlc == incoming.hlc, current.value_json < incoming.value_json),
-        ),
+        set_={name: incoming[name] for name in (*order, "hlc")},
+        # Numbers compared as numbers; node and value by the columns' byte order.
+        where=sa.tuple_(*(current[n] for n in order)) < sa.tuple_(*(incoming[n] for n in order)),
     )
     rows = [
-        {"collection": c, "record_id": r, "field": f, "hlc": h, "value_json": v}
-        for (c, r, f), (h, v) in sorted(writes.items())
+        {
+            "collection": c,
+            "record_id": r,
+            "field": f,
+            "hlc_wall_ms": wall,
+            "hlc_counter": counter,
+            "hlc_node": node,
+            "value_json": v,
+            "hlc": text,
+        }
+        for (c, r, f), (wall, counter, node, v, text) in sorted(writes.items())
     ]
     conn.execute(stmt, rows)
 
 
-def _check_entries(entries: Iterable[Entry]) -> None:
-    """Refuse what the wire schema lets through: HLC stamps that do not parse."""
+def _check_entries(entries: Iterable[Entry]) -> dict[str, hlc.Hlc]:
+    """Each entry's parsed HLC stamp; refuse the batch if one does not parse (strictly)."""
     errors: dict[int, dict[str, list[str]]] = {}
+    stamps: dict[str, hlc.Hlc] = {}
     for i, entry in enumerate(entries):
         try:
-            hlc.parse(entry.hlc)
+            stamps[entry.op_id] = hlc.parse(entry.hlc)
         except ValueError:
             errors.setdefault(i, {})["hlc"] = ["not a hybrid logical clock stamp"]
     if errors:
         raise ProtocolError("malformed batch", {"entries": errors})
+    return stamps
 
 
 def _check_versions(

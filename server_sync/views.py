@@ -6,12 +6,13 @@ import time
 
 import sqlalchemy as sa
 from flask import Blueprint, Response, current_app, jsonify, request
+from werkzeug.exceptions import LengthRequired
 
-from protocol import compress, decode_batch, decompress, encode_ack
-from protocol.constants import CONTENT_ENCODINGS, MEDIA_TYPE
+from protocol import ProtocolError, compress, decode_batch, decompress, encode_ack
+from protocol.constants import CONTENT_ENCODINGS, MAX_WIRE_BYTES, MEDIA_TYPE
 
 from .auth import authenticate
-from .errors import Unavailable, UnsupportedMediaType, first_line
+from .errors import PayloadTooLarge, Unavailable, UnsupportedMediaType, first_line
 from .ratelimit import admit
 from .service import apply_batch
 from .state import server_state
@@ -31,7 +32,7 @@ def post_batch() -> Response:
         # so a refused batch does not use up the window.
         admit(conn, device_id, state.rate_limit, time.time())
     _require_media_type()
-    body = decompress(request.get_data(cache=False), _content_encoding())
+    body = decompress(_read_body(), _content_encoding())
     batch = decode_batch(body)
     with state.engine.begin() as conn:
         ack = apply_batch(conn, device_id, batch, state.registry)
@@ -57,6 +58,41 @@ def _ack_response(data: bytes) -> Response:
         response.set_data(compress(data, "gzip"))
         response.headers["Content-Encoding"] = "gzip"
     return response
+
+
+#: Bytes read from the request stream at a time.
+_READ_CHUNK = 64 * 1024
+
+
+def _read_body() -> bytes:
+    """The whole request body, chunked or not: 413 past the limit, never a truncated read."""
+    limit = current_app.config.get("MAX_CONTENT_LENGTH") or MAX_WIRE_BYTES
+    length = request.content_length
+    if length is not None and length > limit:
+        raise PayloadTooLarge(
+            f"body is {length} bytes; at most {limit}", {"limit": limit, "length": length}
+        )
+    if length is None and "wsgi.input_terminated" not in request.environ:
+        if "Transfer-Encoding" not in request.headers:
+            return b""  # neither header: the body is empty (RFC 9112, 6.3)
+        # A chunked body on a server that does not end the stream: reading could
+        # wait for ever, and werkzeug would hand us an empty body instead.
+        raise LengthRequired("this server needs a Content-Length")
+    stream = request.environ["wsgi.input"]
+    want = limit + 1 if length is None else length
+    chunks: list[bytes] = []
+    got = 0
+    while got < want:
+        chunk = stream.read(min(_READ_CHUNK, want - got))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        got += len(chunk)
+    if got > limit:
+        raise PayloadTooLarge(f"body is over {limit} bytes", {"limit": limit})
+    if length is not None and got < length:
+        raise ProtocolError(f"body ended after {got} of its {length} bytes")
+    return b"".join(chunks)
 
 
 def _require_media_type() -> None:

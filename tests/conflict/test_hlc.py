@@ -46,3 +46,38 @@ def test_counter_overflow_moves_wall_forward() -> None:
 def test_parse_refuses_garbage(text: str) -> None:
     with pytest.raises(ValueError):
         parse(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "１７００００００００００１-00001-a",  # full-width digits
+        "١٧٠٠٠٠٠٠٠٠٠٠١-00001-a",  # Arabic-Indic digits
+        "1700000000000-0000²-a",  # superscript: isdigit() but not a number
+        "1700000000000-00001-a\n",
+        "1700000000000-00001-a b",
+        "1700000000000-00001-a\x00",
+        "1700000000000-00001-" + "a" * 45,
+        "17000000000000-0001-a",
+        "1" * 100_000,
+    ],
+)
+def test_parse_is_strict_ascii(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse(text)
+
+
+@given(walls, st.integers(0, MAX_COUNTER), walls, st.integers(0, MAX_COUNTER))
+def test_stamps_order_by_their_numbers(w1: int, c1: int, w2: int, c2: int) -> None:
+    a, b = parse(str(Hlc(w1, c1, "n"))), parse(str(Hlc(w2, c2, "n")))
+    assert (a < b) == ((w1, c1) < (w2, c2))
+
+
+def test_valid_node() -> None:
+    from conflict.hlc import valid_node
+
+    assert valid_node("0f3a9c2e4b5d6e7f8a9b0c1d2e3f4a5b")
+    assert valid_node("dev-1")
+    assert not valid_node("dev 1")
+    assert not valid_node("d" * 45)
+    assert not valid_node("")

@@ -48,7 +48,32 @@ def _valid_batch(n: int) -> dict[str, Any]:
 
 
 _odd = st.sampled_from(
-    [None, True, False, 0, -1, 1, 2**70, 1.0, "", "x", "x" * 65, "x" * 129, [], {}, {"": 1}]
+    [
+        None,
+        True,
+        False,
+        0,
+        -1,
+        1,
+        2**70,
+        1.0,
+        "",
+        "x",
+        "x" * 65,
+        "x" * 129,
+        [],
+        {},
+        {"": 1},
+        2**63 - 1,
+        2**63,
+        2**31 - 1,
+        2**31,
+        "c\x00",
+        "c\n",
+        "c\x85",
+        "c\ud800",
+        {"c\x00": 1},
+    ]
 )
 
 
@@ -105,7 +130,7 @@ def test_fast_batch_answers_plainly_valid_batches(n: int) -> None:
 
 
 _results = st.fixed_dictionaries(
-    {"op_id": st.sampled_from(["o1", "", "x" * 65]) | _odd},
+    {"op_id": st.sampled_from(["o1", "", "x" * 65, "o\x00"]) | _odd},
     optional={
         "status": st.sampled_from(["applied", "duplicate", "rejected", "nope"]) | _odd,
         "code": _odd,
@@ -122,11 +147,17 @@ _results = st.recursive(
 
 
 @settings(max_examples=400, derandomize=True)
-@given(st.lists(_results, max_size=3), st.sampled_from(["b1", "", 7]))
+@given(
+    st.lists(_results, max_size=3),
+    st.sampled_from(["b1", "", 7, "b\x00"]),
+    st.sampled_from(["absent", None, 0, -1, 1_700_000_000_000, 10**15, True, "1"]),
+)
 def test_fast_ack_agrees_with_the_schema_wherever_it_answers(
-    results: list[dict[str, Any]], batch_id: object
+    results: list[dict[str, Any]], batch_id: object, server_time: object
 ) -> None:
-    raw = {"batch_id": batch_id, "results": results}
+    raw: dict[str, Any] = {"batch_id": batch_id, "results": results}
+    if server_time != "absent":
+        raw["server_time_ms"] = server_time
     fast = fast_ack(copy.deepcopy(raw))
     if fast is not None:
         assert _schema_load(_ACK, raw) == fast

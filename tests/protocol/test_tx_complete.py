@@ -70,7 +70,10 @@ def test_tx_count_outside_its_range_or_type_is_refused(value: object) -> None:
     assert fast_batch(json.loads(data)) is None
     with pytest.raises(ProtocolError) as caught:
         decode_batch(data)
-    assert "tx_count" in caught.value.errors["entries"][0]
+    if value == 2**70:  # refused as a number before any schema sees it
+        assert caught.value.errors == {"_schema": ["integer out of range"]}
+    else:
+        assert "tx_count" in caught.value.errors["entries"][0]
 
 
 def test_tx_count_is_required() -> None:
