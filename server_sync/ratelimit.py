@@ -4,7 +4,7 @@ Each POST of a batch adds one to two counters, the device's and the total, for
 the current window (``floor(now / window)``), with one atomic
 ``INSERT … ON CONFLICT DO UPDATE … RETURNING``. Whichever process serves the
 request, the count is the database's, so the limit holds across workers and
-machines. Over the limit the request is refused before its body is read, with
+machines. Over the limit the request is refused before its body is parsed, with
 429 and ``Retry-After`` = the seconds left in the window.
 
 Old windows are pruned by the first request of each new window, whichever limits

@@ -4,6 +4,7 @@ refuses to start without one."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -64,6 +65,31 @@ def test_a_device_sends_every_batch_over_one_connection(
         report = c.sync_now()
     assert (report.applied, report.remaining, report.batches) == (750, 0, 2)
     assert counted.counters.connections == 1
+
+
+def test_stalled_clients_hold_no_worker_thread(
+    served: tuple[LiveServer, Path], tmp_path: Path
+) -> None:
+    server, _ = served
+    port = int(server.url.rsplit(":", 1)[1])
+    head = b"POST /v1/batches HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n{"
+    stalls = [socket.create_connection((HOST, port), timeout=10) for _ in range(200)]
+    try:
+        for i, sock in enumerate(stalls):  # half stop inside the headers, half in the body
+            sock.sendall(head if i % 2 else head[:30])
+        device = server.enrol("beside-stalls")
+        wifi = HttpChannel("wifi", server.url, device.token, timeout=30)
+        with SyncClient(tmp_path / "o.db", KEY, device_id=device.device_id, channels=[wifi]) as c:
+            with c.transaction():
+                for i in range(5):
+                    c.record("customers", f"c{i}", {"name": "n"})
+            report = c.sync_now()
+        health = httpx.get(f"{server.url}/healthz", timeout=30)
+    finally:
+        for sock in stalls:
+            sock.close()
+    assert (report.applied, report.remaining) == (5, 0), report
+    assert health.status_code == 200
 
 
 def test_serve_logs_its_database(served: tuple[LiveServer, Path], sqlite_url: str) -> None:
