@@ -8,11 +8,12 @@ machines. Over the limit the request is refused before its body is parsed, with
 429 and ``Retry-After`` = the seconds left in the window.
 
 Old windows are pruned by the first request of each new window, whichever limits
-are set: a scope's first bump in a window deletes that scope's windows older than
-``KEEP_WINDOWS`` (a primary-key range, no other device's rows, so no new lock
-contention); the total scope's first bump deletes every scope's old windows. With
-per-device limits only, a device that stops sending keeps at most its last
-``KEEP_WINDOWS + 1`` rows, so the table is bounded by the number of devices.
+are set. With a total limit, the total counter's first bump in a window deletes
+every scope's windows older than ``KEEP_WINDOWS``. With per-device limits only, a
+device's first bump deletes that device's own old windows (a primary-key range), so
+a device that stops sending keeps at most ``KEEP_WINDOWS + 1`` rows. Never both: a
+device deleting its rows while the total prune deletes them too deadlocks on
+PostgreSQL (each waits for a row the other locked).
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def admit(conn: sa.Connection, device_id: str, limit: RateLimit, now: float) -> 
         if allowed is None:
             continue
         count = _bump(conn, scope, window)
-        if count == 1:
+        if count == 1 and (scope == TOTAL or limit.total is None):
             _prune(conn, window, None if scope == TOTAL else scope)
         if count > allowed:
             who = "this device" if scope != TOTAL else "all devices together"
