@@ -98,6 +98,7 @@ def run(sizes: Sizes, workdir: Path | None = None) -> dict[str, Any]:
         "naive_entries_per_s": n / median(times_naive),
         "bytes_per_entry": median(ours_bytes),
         "naive_bytes_per_entry": median(naive_bytes),
+        "drain_connections": round(median(ours_conns) * n / PER_10K),
         "connections_per_10k_entries": median(ours_conns),
         "naive_connections_per_10k_entries": median(naive_conns),
     }
