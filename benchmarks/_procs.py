@@ -1,4 +1,4 @@
-"""Benchmark server processes on 127.0.0.1 and a byte-counting httpx transport."""
+"""Benchmark server processes on 127.0.0.1 and a byte- and connection-counting transport."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -17,15 +18,17 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 class CountingTransport(httpx.BaseTransport):
-    """An HTTP transport that counts the bytes of request and response (lines, headers, bodies)."""
+    """An HTTP transport that counts bytes (lines, headers, bodies) and TCP connections opened."""
 
     def __init__(self) -> None:
         self._inner = httpx.HTTPTransport(retries=0)
         self.sent = 0
         self.received = 0
+        self.connections = 0
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` through a real transport, counting both directions."""
+        request.extensions = {**request.extensions, "trace": self._trace}
         body = request.read()
         self.sent += len(body) + len(request.method) + len(request.url.raw_path) + 12
         self.sent += sum(len(k) + len(v) + 4 for k, v in request.headers.raw)
@@ -47,6 +50,11 @@ class CountingTransport(httpx.BaseTransport):
         """Close the real transport."""
         self._inner.close()
 
+    def _trace(self, event: str, _info: dict[str, Any]) -> None:
+        """httpcore's trace hook: one ``connect_tcp.complete`` per TCP connection opened."""
+        if event == "connection.connect_tcp.complete":
+            self.connections += 1
+
 
 @contextmanager
 def process(cmd: list[str], env: dict[str, str], url: str) -> Iterator[str]:
@@ -67,7 +75,7 @@ def process(cmd: list[str], env: dict[str, str], url: str) -> Iterator[str]:
 
 @contextmanager
 def fieldsync_server(database_url: str) -> Iterator[str]:
-    """``fieldsync-server serve`` (threaded werkzeug) on a free port."""
+    """``fieldsync-server serve`` (waitress, keep-alive) on a free port."""
     port = free_port()
     cmd = [sys.executable, "-m", "server_sync.cli", "serve", "--host", HOST, "--port", str(port)]
     with process(cmd, {"FIELDSYNC_DATABASE_URL": database_url}, f"http://{HOST}:{port}") as url:
@@ -76,7 +84,7 @@ def fieldsync_server(database_url: str) -> Iterator[str]:
 
 @contextmanager
 def naive_server(db_path: Path) -> Iterator[str]:
-    """The naive endpoint (threaded werkzeug) on a free port."""
+    """The naive endpoint (waitress, like ours) on a free port."""
     port = free_port()
     cmd = [sys.executable, "-m", "benchmarks.naive", "--port", str(port), "--db", str(db_path)]
     with process(cmd, {}, f"http://{HOST}:{port}") as url:

@@ -1,11 +1,13 @@
 """2. End-to-end drain: an outbox that was offline all morning, then the server is reachable.
 
-fieldsync: ``sync_now()`` against ``fieldsync-server serve`` (threaded werkzeug,
-SQLite). Naive: ``benchmarks.naive`` under the same werkzeug server. Both get the
-same entries (the same canonical entry dicts), both count every byte of both
-directions (request and status lines, headers, bodies). Each entry was recorded as
-its own transaction (setup, not measured), so the server judges 500 transactions
-per batch, as it would after a morning of taps.
+fieldsync: ``sync_now()`` against ``fieldsync-server serve`` (waitress, SQLite).
+Naive: ``benchmarks.naive`` under the same waitress server. Both get the same
+entries (the same canonical entry dicts), both count every byte of both directions
+(request and status lines, headers, bodies) and every TCP connection opened
+(``connections_per_10k_entries``: 1 when the connection is kept alive for the whole
+drain, one per batch when it is not). Each entry was recorded as its own transaction
+(setup, not measured), so the server judges 500 transactions per batch, as it would
+after a morning of taps.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ from . import naive
 from ._common import KEY, SEED, Sizes, customer_fields, median, paired_ratio
 from ._procs import CountingTransport, fieldsync_server, naive_server
 
+#: Connections are reported per this many entries drained.
+PER_10K = 10_000
+
 
 def run(sizes: Sizes, workdir: Path | None = None) -> dict[str, Any]:
     """drain_vs_naive, bytes_per_entry_vs_naive, and the absolute figures behind them."""
@@ -36,6 +41,8 @@ def run(sizes: Sizes, workdir: Path | None = None) -> dict[str, Any]:
         db_url = f"sqlite:///{base / 'server.db'}"
         ours_bytes: list[float] = []
         naive_bytes: list[float] = []
+        ours_conns: list[float] = []
+        naive_conns: list[float] = []
         with fieldsync_server(db_url) as url, naive_server(base / "naive-server.db") as naive_url:
 
             def ours(rep: int) -> float:
@@ -54,6 +61,7 @@ def run(sizes: Sizes, workdir: Path | None = None) -> dict[str, Any]:
                     if report.remaining or c.stats()["acked"] != n:
                         raise RuntimeError(f"fieldsync drain left entries: {report}")
                 ours_bytes.append((transport.sent + transport.received) / n)
+                ours_conns.append(transport.connections * PER_10K / n)
                 return elapsed
 
             def plain(rep: int) -> float:
@@ -70,6 +78,7 @@ def run(sizes: Sizes, workdir: Path | None = None) -> dict[str, Any]:
                 if sent != n:
                     raise RuntimeError(f"naive drain sent {sent} of {n}")
                 naive_bytes.append((transport.sent + transport.received) / n)
+                naive_conns.append(transport.connections * PER_10K / n)
                 return elapsed
 
             _offline_entries: dict[int, list[dict[str, Any]]] = {}
@@ -89,6 +98,9 @@ def run(sizes: Sizes, workdir: Path | None = None) -> dict[str, Any]:
         "naive_entries_per_s": n / median(times_naive),
         "bytes_per_entry": median(ours_bytes),
         "naive_bytes_per_entry": median(naive_bytes),
+        "drain_connections": round(median(ours_conns) * n / PER_10K),
+        "connections_per_10k_entries": median(ours_conns),
+        "naive_connections_per_10k_entries": median(naive_conns),
     }
 
 

@@ -6,8 +6,8 @@ SQLite on the server, acked rows deleted. No encryption, no per-entry verdicts, 
 transactions, no compression. Both SQLite files use WAL and ``synchronous=FULL``, as
 fieldsync's do, so the comparison is about the work, not the durability setting.
 
-Run the endpoint as ``python -m benchmarks.naive --port P --db FILE`` (threaded
-werkzeug, the same server ``fieldsync-server serve`` uses).
+Run the endpoint as ``python -m benchmarks.naive --port P --db FILE`` (waitress, the
+same server ``fieldsync-server serve`` uses).
 """
 
 from __future__ import annotations
@@ -110,14 +110,14 @@ def _connect(path: str | Path) -> sqlite3.Connection:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Serve the naive endpoint on 127.0.0.1 (threaded werkzeug)."""
-    from werkzeug.serving import run_simple
+    """Serve the naive endpoint on 127.0.0.1 (waitress, as ``fieldsync-server serve`` is)."""
+    import waitress
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--db", required=True)
     args = parser.parse_args(argv)
-    run_simple("127.0.0.1", args.port, create_naive_app(args.db), threaded=True)
+    waitress.serve(create_naive_app(args.db), host="127.0.0.1", port=args.port, threads=4)
 
 
 if __name__ == "__main__":

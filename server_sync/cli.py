@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -12,12 +14,29 @@ import sqlalchemy as sa
 from flask import Flask
 
 from protocol import FieldsyncError
+from protocol.constants import MAX_WIRE_BYTES
 
 from . import db
 from .app import DATABASE_URL_ENV, create_app
 from .auth import Device, add_device, list_devices, revoke_device
 from .errors import first_line
 from .state import server_state
+
+log = logging.getLogger("server_sync")
+
+#: Bodies waitress buffers at most (disk spool past 512 KB); between MAX_WIRE_BYTES and
+#: this, Flask answers our JSON 413; beyond it, waitress answers a plain-text 413.
+WAITRESS_MAX_BODY = 2 * MAX_WIRE_BYTES
+
+#: Open connections waitress serves at once (its default, 100, is easy to fill with
+#: idle keep-alive or stalled clients); each costs a file descriptor, not a thread.
+WAITRESS_CONNECTION_LIMIT = 1000
+
+#: Seconds before waitress closes a connection with no activity (default 120).
+WAITRESS_CHANNEL_TIMEOUT = 60
+
+#: PostgreSQL's answer for a table that is not there (SQLite says "no such table").
+_MISSING_TABLE = re.compile(r'relation "[^"]{1,200}" does not exist')
 
 _database_url = click.option(
     "--database-url",
@@ -55,6 +74,13 @@ def main() -> None:
     envvar="FIELDSYNC_RATE_LIMIT_WINDOW",
     help="Seconds per rate-limit window.",
 )
+@click.option(
+    "--threads",
+    type=click.IntRange(1, 256),
+    default=4,
+    show_default=True,
+    help="Worker threads; slow clients are buffered by the I/O thread and hold none.",
+)
 @_database_url
 def serve(
     host: str,
@@ -63,18 +89,33 @@ def serve(
     rate_limit_device: int | None,
     rate_limit_total: int | None,
     rate_limit_window: float,
+    threads: int,
     database_url: str | None,
 ) -> None:
-    """Run the server (threaded werkzeug; use gunicorn 'server_sync.wsgi:app' in production)."""
-    from werkzeug.serving import run_simple
+    """Run the server on waitress (HTTP/1.1 keep-alive, one process)."""
+    import waitress
 
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     limits: dict[str, Any] = {
         "RATE_LIMIT_DEVICE": rate_limit_device,
         "RATE_LIMIT_TOTAL": rate_limit_total,
         "RATE_LIMIT_WINDOW": rate_limit_window,
     }
     with _app(database_url, **limits) as app:
-        run_simple(host, port, app, threaded=True, use_reloader=False)
+        engine = server_state(app).engine
+        log.info("database: %s", engine.url.render_as_string(hide_password=True))
+        db.check_connection(engine)
+        waitress.serve(
+            app,
+            host=host,
+            port=port,
+            threads=threads,
+            ident="fieldsync",
+            connection_limit=WAITRESS_CONNECTION_LIMIT,
+            channel_timeout=WAITRESS_CHANNEL_TIMEOUT,
+            max_request_body_size=WAITRESS_MAX_BODY,
+            asyncore_use_poll=True,
+        )
 
 
 @main.group("db")
@@ -151,13 +192,21 @@ def _app(
         app = create_app(config)
         yield app
     except (FieldsyncError, sa.exc.SQLAlchemyError, ValueError, OSError) as exc:
-        message = first_line(exc)
-        if "no such table" in message or "does not exist" in message:
-            message += " (run `fieldsync-server db upgrade` first)"
-        raise click.ClickException(message) from exc
+        raise click.ClickException(_message(exc, database_url)) from exc
     finally:
         if app is not None:
             server_state(app).engine.dispose()
+
+
+def _message(exc: BaseException, database_url: str | None) -> str:
+    """One line saying what failed and, where we know it, what to do about it."""
+    explained = db.explain(exc, database_url)
+    if explained is not None:
+        return explained
+    message = first_line(exc)
+    if "no such table" in message or _MISSING_TABLE.search(message):
+        message += " (run `fieldsync-server db upgrade` first)"
+    return message
 
 
 def _device_json(device: Device) -> dict[str, Any]:

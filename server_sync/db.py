@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
+import re
+import shlex
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +28,67 @@ READ_ONLY = "fieldsync_read_only"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 
+#: PostgreSQL's answer when the database named in the URL does not exist.
+_MISSING_DATABASE = re.compile(r'database "([^"]{1,200})" does not exist')
+
+
 def create_engine(url: str | sa.URL, **kwargs: Any) -> sa.Engine:
     """An engine for ``url``; SQLite gets WAL, a busy timeout, foreign keys, BEGIN IMMEDIATE."""
-    engine = sa.create_engine(url, **kwargs)
+    engine = sa.create_engine(check_url(url), **kwargs)
     if engine.dialect.name == "sqlite":
         _tune_sqlite(engine)
     return engine
+
+
+def check_url(url: str | sa.URL) -> sa.URL:
+    """``url`` parsed; ValueError naming the fix for URLs that would fail obscurely later."""
+    parsed = sa.make_url(url)
+    driver = parsed.drivername
+    if driver == "postgres" or driver.startswith("postgres+"):
+        raise ValueError(
+            f"{driver}:// is not a SQLAlchemy URL scheme: "
+            "use postgresql+psycopg://USER@HOST/DATABASE"
+        )
+    if driver == "postgresql" and importlib.util.find_spec("psycopg2") is None:
+        raise ValueError(
+            "postgresql:// means the psycopg2 driver, which is not installed: "
+            "use postgresql+psycopg://USER@HOST/DATABASE"
+        )
+    return parsed
+
+
+def explain(exc: BaseException, url: str | sa.URL | None = None) -> str | None:
+    """A message naming the fix for a known failure to open the database, else None."""
+    parsed = None if url is None else sa.make_url(url)
+    if parsed is not None and parsed.get_backend_name() == "sqlite":
+        return _missing_sqlite_folder(parsed) if "unable to open" in str(exc) else None
+    found = _MISSING_DATABASE.search(str(exc))
+    if found is None:
+        return None
+    name = found.group(1)
+    where = "" if parsed is None else f" on {parsed.host or 'localhost'}:{parsed.port or 5432}"
+    return (
+        f'PostgreSQL database "{name}" does not exist{where}: create it with '
+        f"`createdb {shlex.quote(name)}`, then run `fieldsync-server db upgrade`"
+    )
+
+
+@contextmanager
+def explained(url: str | sa.URL | None = None) -> Iterator[None]:
+    """Turn a known start-up failure (see ``explain``) into a ValueError that names the fix."""
+    try:
+        yield
+    except sa.exc.OperationalError as exc:
+        message = explain(exc, url)
+        if message is None:
+            raise
+        raise ValueError(message) from exc
+
+
+def check_connection(engine: sa.Engine) -> None:
+    """Connect once (``SELECT 1``); a missing database becomes a ValueError naming the fix."""
+    with explained(engine.url), engine.connect() as conn:
+        conn.exec_driver_sql("SELECT 1")
 
 
 def upsert_into(conn: sa.Connection, table: sa.Table) -> sqlite.Insert | postgresql.Insert:
@@ -53,7 +113,7 @@ def upgrade(engine: sa.Engine, revision: str = "head") -> None:
     # One transaction around the whole upgrade: on SQLite it begins IMMEDIATE, so
     # processes starting together run it one after the other; on PostgreSQL the
     # DDL is transactional, so a failed upgrade leaves nothing half-done.
-    with engine.begin() as conn:
+    with explained(engine.url), engine.begin() as conn:
         config.attributes["connection"] = conn
         command.upgrade(config, revision)
 
@@ -67,6 +127,17 @@ def current_revision(engine: sa.Engine) -> str | None:
 def head_revision() -> str | None:
     """The newest revision this package ships."""
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def _missing_sqlite_folder(url: sa.URL) -> str | None:
+    """SQLite says only "unable to open database file"; name the folder that is missing."""
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    folder = Path(database).absolute().parent
+    if folder.is_dir():
+        return None
+    return f"SQLite database {database}: folder {folder} does not exist (create it first)"
 
 
 def _enable_wal(cursor: Any) -> None:

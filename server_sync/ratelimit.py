@@ -4,9 +4,16 @@ Each POST of a batch adds one to two counters, the device's and the total, for
 the current window (``floor(now / window)``), with one atomic
 ``INSERT … ON CONFLICT DO UPDATE … RETURNING``. Whichever process serves the
 request, the count is the database's, so the limit holds across workers and
-machines. Over the limit the request is refused before its body is read, with
-429 and ``Retry-After`` = the seconds left in the window. Old windows are pruned
-by the first request of each new window.
+machines. Over the limit the request is refused before its body is parsed, with
+429 and ``Retry-After`` = the seconds left in the window.
+
+Old windows are pruned by the first request of each new window, whichever limits
+are set. With a total limit, the total counter's first bump in a window deletes
+every scope's windows older than ``KEEP_WINDOWS``. With per-device limits only, a
+device's first bump deletes that device's own old windows (a primary-key range), so
+a device that stops sending keeps at most ``KEEP_WINDOWS + 1`` rows. Never both: a
+device deleting its rows while the total prune deletes them too deadlocks on
+PostgreSQL (each waits for a row the other locked).
 """
 
 from __future__ import annotations
@@ -58,8 +65,8 @@ def admit(conn: sa.Connection, device_id: str, limit: RateLimit, now: float) -> 
         if allowed is None:
             continue
         count = _bump(conn, scope, window)
-        if count == 1 and scope == TOTAL:
-            _prune(conn, window)
+        if count == 1 and (scope == TOTAL or limit.total is None):
+            _prune(conn, window, None if scope == TOTAL else scope)
         if count > allowed:
             who = "this device" if scope != TOTAL else "all devices together"
             raise RateLimited(
@@ -82,5 +89,9 @@ def _bump(conn: sa.Connection, scope: str, window: int) -> int:
     return int(conn.execute(stmt).scalar_one())
 
 
-def _prune(conn: sa.Connection, window: int) -> None:
-    conn.execute(sa.delete(rate_windows).where(rate_windows.c.window < window - KEEP_WINDOWS))
+def _prune(conn: sa.Connection, window: int, scope: str | None) -> None:
+    """Delete windows older than KEEP_WINDOWS behind ``window``: of ``scope``, or of all."""
+    stale = sa.delete(rate_windows).where(rate_windows.c.window < window - KEEP_WINDOWS)
+    if scope is not None:
+        stale = stale.where(rate_windows.c.scope == scope)
+    conn.execute(stale)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -115,3 +116,43 @@ def test_errors_are_one_line_and_exit_non_zero(url: str, args: tuple[str, ...]) 
     assert "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1, result.output
     assert result.output.startswith("Error: ")
+
+
+# --- messages that name the fix -------------------------------------------------------
+
+
+@pytest.mark.parametrize("scheme", ["postgres", "postgres+psycopg"])
+def test_a_postgres_scheme_url_says_which_scheme_to_use(scheme: str) -> None:
+    url = f"{scheme}://fieldsync@127.0.0.1:5432/fieldsync"
+    result = run("devices", "list", "--database-url", url)
+    assert result.exit_code == 1
+    assert f"{scheme}:// is not a SQLAlchemy URL scheme" in result.output
+    assert "use postgresql+psycopg://" in result.output
+    with pytest.raises(ValueError, match=r"use postgresql\+psycopg://"):
+        create_app({"DATABASE_URL": url})
+
+
+def test_a_sqlite_file_in_a_missing_folder_names_the_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "not-made" / "sub"
+    url = f"sqlite:///{folder / 'fieldsync.db'}"
+    for args in (("devices", "list"), ("serve", "--port", "0"), ("db", "upgrade")):
+        result = run(*args, "--database-url", url)
+        assert result.exit_code == 1, result.output
+        assert f"folder {folder} does not exist" in result.output
+        assert "db upgrade` first" not in result.output  # not the misleading old hint
+    with pytest.raises(ValueError, match=f"folder {folder} does not exist"):
+        create_app({"DATABASE_URL": url})
+    assert not (tmp_path / "not-made").exists()
+
+
+@pytest.mark.postgres
+def test_a_missing_postgres_database_says_createdb(pg_url: str) -> None:
+    name = f"fieldsync_missing_{uuid.uuid4().hex[:8]}"
+    url = sa.make_url(pg_url).set(database=name).render_as_string(hide_password=False)
+    for args in (("devices", "list"), ("serve", "--port", "0"), ("db", "upgrade")):
+        result = run(*args, "--database-url", url)
+        assert result.exit_code == 1, result.output
+        assert f'PostgreSQL database "{name}" does not exist' in result.output
+        assert f"`createdb {name}`" in result.output
+    with pytest.raises(ValueError, match=f"createdb {name}"):
+        create_app({"DATABASE_URL": url, "AUTO_UPGRADE": True})

@@ -68,6 +68,19 @@ def test_old_windows_are_pruned(db: sa.Engine) -> None:
     assert windows == [10]
 
 
+@pytest.mark.parametrize(
+    "limit",
+    [RateLimit(per_device=100, window=1.0), RateLimit(per_device=100, total=100, window=1.0)],
+    ids=["device-only", "device-and-total"],
+)
+def test_old_windows_are_pruned_whichever_limits_are_set(db: sa.Engine, limit: RateLimit) -> None:
+    for now in (0.0, 1.0, 2.0, 3.0, 4.0, 10.0):
+        try_admit(db, "a", limit, now)
+    with db.connect() as conn:
+        kept = sorted(conn.execute(sa.select(rate_windows.c.scope, rate_windows.c.window)).all())
+    assert [w for scope, w in kept if scope == "device:a"] == [10]
+
+
 def test_no_limit_configured_writes_nothing(db: sa.Engine) -> None:
     for now in range(20):
         assert try_admit(db, "a", RateLimit(), float(now)) is None
