@@ -12,9 +12,13 @@ local copy and no parsing.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
+
+from werkzeug.exceptions import ClientDisconnected
+from werkzeug.wsgi import LimitedStream
 
 from protocol.constants import MAX_WIRE_BYTES
 
@@ -31,8 +35,14 @@ def drain_request_body(app: WSGIApplication) -> WSGIApplication:
     """Wrap ``app`` so the request body is read to its end before the answer is sent."""
 
     def wrapped(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        declared = _declared(environ)
+        if declared is not None and environ.get("wsgi.input") is not None:
+            # Counts what the app reads, so the drain reads only the rest: a raw
+            # socket stream (wsgiref) would block for bytes that never come.
+            environ["wsgi.input"] = LimitedStream(environ["wsgi.input"], declared)
         answer = app(environ, start_response)
-        drain(environ)
+        with contextlib.suppress(ClientDisconnected):  # hung up mid-body: nothing left
+            drain(environ)
         return answer
 
     return wrapped
@@ -43,13 +53,14 @@ def drain(environ: WSGIEnvironment) -> int:
     stream = environ.get("wsgi.input")
     if stream is None:
         return 0
-    declared = str(environ.get("CONTENT_LENGTH") or "").strip()
-    if declared and not _LENGTH.fullmatch(declared):
+    text = str(environ.get("CONTENT_LENGTH") or "").strip()
+    declared = _declared(environ)
+    if text and declared is None:
         return 0
-    if not declared and not environ.get("wsgi.input_terminated"):
+    if declared is None and not environ.get("wsgi.input_terminated"):
         return 0  # no length and no end marker (PEP 3333): reading could block
     # Over the limit the client is refused anyway, and a proxy never sends that much.
-    left = min(int(declared), MAX_WIRE_BYTES) if declared else MAX_WIRE_BYTES
+    left = min(declared, MAX_WIRE_BYTES) if declared is not None else MAX_WIRE_BYTES
     read = 0
     while left > 0:
         chunk = stream.read(min(CHUNK, left))
@@ -58,3 +69,9 @@ def drain(environ: WSGIEnvironment) -> int:
         read += len(chunk)
         left -= len(chunk)
     return read
+
+
+def _declared(environ: WSGIEnvironment) -> int | None:
+    """The Content-Length if it is plain ASCII digits, else None."""
+    text = str(environ.get("CONTENT_LENGTH") or "").strip()
+    return int(text) if _LENGTH.fullmatch(text) else None
