@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import hashlib
 import json
 import math
 import re
 import zlib
+from collections.abc import Sequence
 from typing import Any, cast
 
 from marshmallow import Schema, ValidationError
@@ -23,7 +25,10 @@ from .constants import (
     PROTOCOL_MAJOR,
 )
 from .errors import ProtocolError, UnsupportedVersion
-from .model import Ack, Batch
+from .model import Ack, Batch, Entry, Result
+
+#: Members an entry's digest covers: all but ``tx_count`` (see ``entry_digest``).
+_DIGEST_MEMBERS = tuple(f.name for f in dataclasses.fields(Entry) if f.name != "tx_count")
 
 _BATCH = BatchSchema()
 _ACK = AckSchema()
@@ -51,6 +56,67 @@ def to_wire(message: Batch | Ack) -> dict[str, Any]:
 def encode_batch(batch: Batch) -> bytes:
     """Canonical JSON bytes of a batch."""
     return canonical_json(to_wire(batch))
+
+
+def encode_entry(entry: Entry) -> bytes:
+    """Canonical JSON bytes of one entry, exactly as they stand inside a batch."""
+    return canonical_json(to_wire_entry(entry))
+
+
+def to_wire_entry(entry: Entry) -> dict[str, Any]:
+    """The plain-dict wire form of one entry (``fields`` kept whole, nulls included)."""
+    return cast(dict[str, Any], _plain(entry))
+
+
+def entry_digest(entry: Entry) -> str:
+    """What makes two entries with one op_id the same entry: sha256 of every member
+    but ``tx_count`` (which describes the transaction, not the change; a 1.x build's
+    delivered ops stay duplicates after the upgrade)."""
+    plain = {name: getattr(entry, name) for name in _DIGEST_MEMBERS}
+    return hashlib.sha256(canonical_json(plain)).hexdigest()
+
+
+def assemble_batch(
+    protocol_version: str, batch_id: str, device_id: str, entries: Sequence[bytes]
+) -> bytes:
+    """The canonical bytes of a batch made of already-encoded entries, never re-encoded.
+
+    Byte for byte what ``encode_batch`` gives for the same batch (a test pins it): the
+    batch's members in sorted order, the entries' bytes joined by commas.
+    """
+    return b"".join(
+        (
+            b'{"batch_id":',
+            canonical_json(batch_id),
+            b',"device_id":',
+            canonical_json(device_id),
+            b',"entries":[',
+            b",".join(entries),
+            b'],"protocol_version":',
+            canonical_json(protocol_version),
+            b"}",
+        )
+    )
+
+
+def batch_size(overhead: int, entry_sizes: Sequence[int]) -> int:
+    """Bytes of a batch whose empty form takes ``overhead`` bytes, given its entries' sizes."""
+    return overhead + sum(entry_sizes) + max(len(entry_sizes) - 1, 0)
+
+
+def batch_overhead(protocol_version: str, batch_id: str, device_id: str) -> int:
+    """Bytes of a batch with no entries (ids of a given length take that many bytes)."""
+    return len(assemble_batch(protocol_version, batch_id, device_id, ()))
+
+
+def encode_result(result: Result) -> bytes:
+    """Canonical JSON bytes of one per-entry verdict (``None`` members left out)."""
+    return canonical_json(_plain(result))
+
+
+def decode_result(data: bytes | str) -> Result:
+    """A verdict from ``encode_result``'s bytes (trusted: our own storage)."""
+    return _result(json.loads(data))
 
 
 def encode_ack(ack: Ack) -> bytes:
@@ -112,6 +178,18 @@ def decompress(body: bytes, encoding: str | None, limit: int = MAX_INFLATED_BYTE
     if len(data) > limit:
         raise ProtocolError(f"body inflates past {limit} bytes")
     return data
+
+
+def _result(raw: dict[str, Any]) -> Result:
+    original = raw.get("original")
+    return Result(
+        raw["op_id"],
+        raw["status"],
+        raw.get("code"),
+        raw.get("field"),
+        raw.get("message"),
+        _result(original) if original is not None else None,
+    )
 
 
 def _check_encoding(encoding: str) -> None:

@@ -18,7 +18,6 @@ lock rows alike.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import itertools
 import json
 from collections.abc import Iterable, Iterator, Sequence
@@ -40,6 +39,7 @@ from protocol import (
     UnsupportedVersion,
     canonical_json,
 )
+from protocol.codec import decode_result, encode_result, entry_digest
 from protocol.constants import MAX_CLOCK_AHEAD_MS
 
 from .db import upsert_into
@@ -49,11 +49,6 @@ from .models import ops, record_fields
 #: The field a delete sets to true and an upsert or patch sets to false.
 DELETED = "__deleted__"
 
-#: What an op's digest covers: every member but ``tx_count``, which describes the
-#: transaction, not the change, and which protocol 1.x did not send, so an op stored
-#: from a 1.x device and replayed after its upgrade is still the same entry.
-_ENTRY_MEMBERS = tuple(f.name for f in dataclasses.fields(Entry) if f.name != "tx_count")
-_RESULT_MEMBERS = tuple(f.name for f in dataclasses.fields(Result))
 
 _FieldKey = tuple[str, str, str]  # collection, record_id, field
 #: (wall_ms, counter, node, value_json, hlc text): compared as a tuple, greater wins
@@ -241,7 +236,7 @@ def _check_clock(stamp: hlc.Hlc, now_ms: int) -> None:
 
 
 def _replay(entry: Entry, prior: _Stored) -> Result:
-    if prior.digest == _digest(entry):
+    if prior.digest == entry_digest(entry):
         return Result(entry.op_id, "duplicate", original=prior.result)
     return Result(
         entry.op_id,
@@ -333,7 +328,7 @@ def _load_stored(conn: sa.Connection, device_id: str, op_ids: list[str]) -> dict
             ops.c.device_id == device_id, ops.c.op_id.in_(op_ids)
         )
     )
-    return {row.op_id: _Stored(row.digest, Result(**json.loads(row.result_json))) for row in rows}
+    return {row.op_id: _Stored(row.digest, decode_result(row.result_json)) for row in rows}
 
 
 def _op_row(run: _Run, entry: Entry, verdict: Result) -> dict[str, Any]:
@@ -349,25 +344,11 @@ def _op_row(run: _Run, entry: Entry, verdict: Result) -> dict[str, Any]:
         "hlc": entry.hlc,
         "schema_version": entry.schema_version,
         "fields_json": canonical_json(entry.fields).decode(),
-        "digest": _digest(entry),
+        "digest": entry_digest(entry),
         "status": verdict.status,
-        "result_json": canonical_json(_without_nones(verdict)).decode(),
+        "result_json": encode_result(verdict).decode(),
         "received_at": run.received_at,
     }
-
-
-def _digest(entry: Entry) -> str:
-    """What makes two entries with one op_id the same entry."""
-    # canonical_json of the entry's members but tx_count, without asdict's deep copy.
-    plain = {name: getattr(entry, name) for name in _ENTRY_MEMBERS}
-    return hashlib.sha256(canonical_json(plain)).hexdigest()
-
-
-def _without_nones(result: Result) -> dict[str, Any]:
-    if result.original is not None:
-        return {k: v for k, v in dataclasses.asdict(result).items() if v is not None}
-    members = ((name, getattr(result, name)) for name in _RESULT_MEMBERS)
-    return {k: v for k, v in members if v is not None}
 
 
 def _groups(entries: Sequence[Entry]) -> Iterator[list[Entry]]:
