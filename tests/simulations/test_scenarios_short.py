@@ -95,5 +95,7 @@ def test_subway_day(tmp_path: Path) -> None:
 
 @pytest.mark.postgres
 def test_promo_surge_on_postgresql(tmp_path: Path, pg_url: str) -> None:
-    report = run_short("promo-surge", tmp_path, database_url=pg_url)
+    # A schema of its own: the shared database may be at another revision.
+    with scratch_schema(pg_url, "fs_sim") as url:
+        report = run_short("promo-surge", tmp_path, database_url=url)
     assert totals(report)["http_429"] > 0
