@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from simulations.procs import scratch_schema
 from simulations.runner import run_scenario
 from simulations.scenario import load_scenario
 
