@@ -1,16 +1,24 @@
-"""3. Server apply scaling: batch apply throughput with 10 k versus 1 M ops already stored.
+"""3. Server apply: scaling from 10 k to 1 M stored ops, and cost over a raw insert.
 
 The server database is seeded in bulk (executemany on SQLite, COPY on PostgreSQL),
 not through the API: ``ops`` gets the stored ops (spread over 100 devices) and
-``record_fields`` one row per stored op (a quarter as many customers, four fields
-each). Then ``apply_batch`` runs on batches of 500 fresh entries, half of them new
-customers and half updates of seeded ones (random keys: the B-tree lookups that grow
-with the table), one database transaction per batch, as the view does. The small and
+``records`` one row per customer (a quarter as many customers as ops, four fields
+each, one stored op per field). Then ``apply_batch`` runs on batches of 500 fresh
+entries, half of them new customers and half updates of seeded ones (random keys: the
+B-tree lookups that grow with the table), one database transaction per batch, as the
+view does. The small and
 large databases are measured interleaved; the ratio is large / small throughput.
+
+``apply_vs_raw`` (``_pg``): on the small database, the same batches through
+``apply_batch`` and through the least a server could do with them: a raw
+``INSERT … ON CONFLICT (device_id, op_id) DO NOTHING`` executemany of one row per op
+(its fields as JSON) into a table of its own, on the engine's DBAPI connection, one
+transaction per batch. Interleaved; the ratio is apply throughput / raw throughput.
 """
 
 from __future__ import annotations
 
+import json
 import random
 import tempfile
 import time
@@ -25,7 +33,7 @@ import sqlalchemy as sa
 from uuid6 import uuid7
 
 from conflict.hlc import Hlc
-from protocol import PROTOCOL_VERSION, Batch, Entry, crm_registry
+from protocol import PROTOCOL_VERSION, Batch, Entry, canonical_json, crm_registry
 from server_sync import add_device, apply_batch, create_engine, upgrade
 from simulations.procs import scratch_schema
 
@@ -51,10 +59,8 @@ _OPS_COLUMNS = (
     "result_json",
     "received_at",
 )
-_FIELD_COLUMNS = (
-    "collection", "record_id", "field", "value_json", "hlc",
-    "hlc_wall_ms", "hlc_counter", "hlc_node",
-)  # fmt: skip
+_RECORD_COLUMNS = ("collection", "record_id", "doc_json", "clocks_json")
+_FIELDS = ("name", "phone", "email", "address")
 
 
 def run(sizes: Sizes, workdir: Path | None = None) -> dict[str, Any]:
@@ -66,9 +72,11 @@ def run(sizes: Sizes, workdir: Path | None = None) -> dict[str, Any]:
         _sqlite(Path(tmp) / "large.db") as large,
     ):
         out.update(_measure(sizes, small, large, "sqlite"))
+        out.update(_versus_raw(sizes, small, "sqlite"))
     if sizes.postgres_url:
         with pg_engine(sizes.postgres_url) as small, pg_engine(sizes.postgres_url) as large:
             out.update(_measure(sizes, small, large, "pg"))
+            out.update(_versus_raw(sizes, small, "pg"))
     return out
 
 
@@ -112,6 +120,88 @@ def _measure(sizes: Sizes, small: sa.Engine, large: sa.Engine, name: str) -> dic
     }
 
 
+_RAW_TABLE = """CREATE TABLE bench_raw_ops (
+    device_id VARCHAR(64) NOT NULL, op_id VARCHAR(64) NOT NULL, seq BIGINT NOT NULL,
+    tx_id VARCHAR(64) NOT NULL, collection VARCHAR(128) NOT NULL,
+    record_id VARCHAR(128) NOT NULL, kind VARCHAR(16) NOT NULL, hlc VARCHAR(64) NOT NULL,
+    fields_json TEXT NOT NULL, UNIQUE (device_id, op_id))"""
+_RAW_INSERT = (
+    "INSERT INTO bench_raw_ops (device_id, op_id, seq, tx_id, collection, record_id, kind, "
+    "hlc, fields_json) VALUES ({marks}) ON CONFLICT (device_id, op_id) DO NOTHING"
+)
+
+
+def _versus_raw(sizes: Sizes, engine: sa.Engine, name: str) -> dict[str, Any]:
+    """apply_batch throughput over a raw executemany of the same ops, same database."""
+    with engine.begin() as conn:
+        conn.exec_driver_sql(_RAW_TABLE)
+        device_id = add_device(conn, "raw-bench")[0]
+        records = [r for (r,) in conn.exec_driver_sql("SELECT DISTINCT record_id FROM ops")]
+    registry = crm_registry()
+    rng = random.Random(SEED + 1)
+    mark = "%s" if name == "pg" else "?"
+    insert = _RAW_INSERT.format(marks=", ".join([mark] * 9))
+    made: dict[int, list[Batch]] = {}
+
+    def batches(rep: int) -> list[Batch]:
+        if rep not in made:
+            first = 10_000_000 + rep * sizes.apply_batches * BATCH
+            made[rep] = [
+                _batch(device_id, records, rng, first + b * BATCH)
+                for b in range(sizes.apply_batches)
+            ]
+        return made[rep]
+
+    def ours(rep: int) -> float:
+        todo = batches(rep)
+        start = time.perf_counter()
+        for batch in todo:
+            with engine.begin() as conn:
+                apply_batch(conn, device_id, batch, registry)
+        return time.perf_counter() - start
+
+    def raw(rep: int) -> float:
+        todo = batches(rep)
+        start = time.perf_counter()
+        _raw_insert(engine, insert, todo)
+        return time.perf_counter() - start
+
+    ours(-1)
+    raw(-1)
+    t_ours, t_raw = interleave(sizes.repeats, ours, raw)
+    suffix = "" if name == "sqlite" else "_pg"
+    ops_applied = sizes.apply_batches * BATCH
+    return {
+        f"apply_vs_raw{suffix}": paired_ratio(t_raw, t_ours),
+        f"apply_{name}_us_per_op": median(t_ours) / ops_applied * 1e6,
+        f"raw_{name}_us_per_op": median(t_raw) / ops_applied * 1e6,
+    }
+
+
+def _raw_insert(engine: sa.Engine, insert: str, batches: list[Batch]) -> None:
+    """Each batch as one executemany in one transaction, on the engine's DBAPI connection."""
+    raw = engine.raw_connection()
+    try:
+        driver: Any = raw.driver_connection
+        sqlite = engine.dialect.name == "sqlite"
+        for batch in batches:
+            rows = [
+                (e.device_id, e.op_id, e.seq, e.tx_id, e.collection, e.record_id, e.kind, e.hlc,
+                 json.dumps(e.fields))
+                for e in batch.entries
+            ]  # fmt: skip
+            if sqlite:
+                driver.execute("BEGIN IMMEDIATE")
+                driver.executemany(insert, rows)
+                driver.execute("COMMIT")
+            else:
+                with driver.cursor() as cur:
+                    cur.executemany(insert, rows)
+                driver.commit()
+    finally:
+        raw.close()
+
+
 def _batch(device_id: str, records: list[str], rng: random.Random, first_seq: int) -> Batch:
     wall = 1_780_000_000_000 + first_seq
     entries = []
@@ -137,20 +227,16 @@ def _batch(device_id: str, records: list[str], rng: random.Random, first_seq: in
 
 
 def _seed(engine: sa.Engine, n: int) -> list[str]:
-    """Store ``n`` ops and ``n`` field rows in bulk; return the seeded customer ids."""
+    """Store ``n`` ops and a record per four of them, in bulk; return the seeded ids."""
     with engine.begin() as conn:
         device_ids = [add_device(conn, f"seed-{d}")[0] for d in range(DEVICES)]
     now = datetime(2026, 11, 1, tzinfo=UTC)
     records = [f"seed-{r}" for r in range(max(1, n // 4))]
-    fields = ("name", "phone", "email", "address")
     result = '{"op_id":"x","status":"applied"}'
     for start in range(0, n, _CHUNK):
         ops_rows: list[tuple[Any, ...]] = []
-        field_rows: list[tuple[Any, ...]] = []
         for i in range(start, min(n, start + _CHUNK)):
             device_id = device_ids[i % DEVICES]
-            record_id = records[(i // 4) % len(records)]
-            hlc = f"{1_770_000_000_000 + i:013d}-00000-{device_id}"
             ops_rows.append(
                 (
                     device_id,
@@ -159,9 +245,9 @@ def _seed(engine: sa.Engine, n: int) -> list[str]:
                     f"{uuid.UUID(int=(SEED << 65) + i // 10)}",
                     f"{uuid.UUID(int=(SEED << 66) + i // 500)}",
                     "customers",
-                    record_id,
+                    records[(i // 4) % len(records)],
                     "patch",
-                    hlc,
+                    f"{1_770_000_000_000 + i:013d}-00000-{device_id}",
                     1,
                     f'{{"name":"Seeded Customer {i}"}}',
                     f"{i:064x}",
@@ -170,16 +256,23 @@ def _seed(engine: sa.Engine, n: int) -> list[str]:
                     now,
                 )
             )
-            wall = 1_770_000_000_000 + i
-            value = f'"seeded value {i}"'
-            field_rows.append(
-                ("customers", record_id, fields[i % 4], value, hlc, wall, 0, device_id)
-            )
         _bulk(engine, "ops", _OPS_COLUMNS, ops_rows)
-        _bulk(engine, "record_fields", _FIELD_COLUMNS, field_rows)
+    for start in range(0, len(records), _CHUNK):
+        chunk = range(start, min(len(records), start + _CHUNK))
+        _bulk(engine, "records", _RECORD_COLUMNS, [_record(r, device_ids) for r in chunk])
     with engine.begin() as conn:
         conn.exec_driver_sql("ANALYZE")
     return records
+
+
+def _record(r: int, device_ids: list[str]) -> tuple[str, str, str, str]:
+    """Seeded customer ``r``: field k written by stored op 4r + k."""
+    doc, clocks = {}, {}
+    for k, name in enumerate(_FIELDS):
+        i = 4 * r + k
+        doc[name] = f"seeded value {i}"
+        clocks[name] = [1_770_000_000_000 + i, 0, device_ids[i % DEVICES]]
+    return ("customers", f"seed-{r}", canonical_json(doc).decode(), canonical_json(clocks).decode())
 
 
 def _bulk(

@@ -27,6 +27,8 @@ GOALS: tuple[tuple[str, str, float], ...] = (
     ("bytes_per_entry_vs_naive", "<=", 0.4),
     ("apply_1m_vs_10k", ">=", 0.85),
     ("apply_1m_vs_10k_pg", ">=", 0.85),
+    ("apply_vs_raw", ">=", 0.2),
+    ("apply_vs_raw_pg", ">=", 0.2),
     ("rss_100k_vs_1k", "<=", 1.5),
 )
 

@@ -16,9 +16,9 @@ from protocol.constants import MAX_WIRE_BYTES
 from . import db
 from .drain import drain_request_body
 from .errors import HttpError, Unavailable, first_line
+from .extension import EXTENSION, ServerState
 from .openapi import openapi
 from .ratelimit import RateLimit
-from .state import EXTENSION, ServerState
 from .views import sync
 
 #: Environment variable naming the database when the config does not.

@@ -20,7 +20,7 @@ from . import db
 from .app import DATABASE_URL_ENV, create_app
 from .auth import Device, add_device, list_devices, revoke_device
 from .errors import first_line
-from .state import server_state
+from .extension import server_state
 
 log = logging.getLogger("server_sync")
 

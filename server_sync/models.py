@@ -62,19 +62,17 @@ ops = sa.Table(
     sa.UniqueConstraint("device_id", "op_id", name="uq_ops_device_id_op_id"),
 )
 
-record_fields = sa.Table(
-    "record_fields",
+records = sa.Table(
+    "records",
     metadata,
-    sa.Column("collection", _name, primary_key=True),
-    sa.Column("record_id", _name, primary_key=True),
-    sa.Column("field", _name, primary_key=True),
-    sa.Column("value_json", ordered_text(), nullable=False),
-    # The stamp that wrote the value, as text (for people) and as numbers: writes are
-    # compared on (hlc_wall_ms, hlc_counter, hlc_node, value_json), never on the text.
-    sa.Column("hlc", ordered_text(64), nullable=False),
-    sa.Column("hlc_wall_ms", sa.BigInteger(), nullable=False),
-    sa.Column("hlc_counter", sa.Integer(), nullable=False),
-    sa.Column("hlc_node", ordered_text(64), nullable=False),
+    sa.Column("collection", ordered_text(128), primary_key=True),
+    sa.Column("record_id", ordered_text(128), primary_key=True),
+    # The current document, {field: value} as canonical JSON; "__deleted__" is the
+    # tombstone flag (true after a delete that no later write beat).
+    sa.Column("doc_json", sa.Text(), nullable=False),
+    # Each field's stamp, {field: [wall_ms, counter, node]}: merged by conflict.merge
+    # as numbers, never as text.
+    sa.Column("clocks_json", sa.Text(), nullable=False),
 )
 
 

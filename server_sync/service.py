@@ -1,27 +1,25 @@
-"""Idempotent batch apply: the op log answers replays, per-field LWW builds record state.
+"""Idempotent batch apply: the op log answers replays; records.py keeps record state.
 
 Theory of operation. ``ops`` holds one row per (device_id, op_id) ever answered, with
 the verdict given; a replay is answered from it (``duplicate`` + the original
 verdict), so retries, restarts and several server processes all get one answer.
-A transaction's ops are inserted under a SAVEPOINT: if another process stored them
-first, the unique constraint fails, the savepoint rolls back and the group is
-answered from what that process stored. ``record_fields`` holds each field's current
-value and the HLC that wrote it; a write wins only with a greater (hlc, value) pair,
-so the state does not depend on the order entries arrive in. Stamps are compared as
-parsed numbers (wall_ms, counter, node), in Python and in SQL alike, never as text;
-a stamp more than MAX_CLOCK_AHEAD_MS ahead of the server's clock is rejected
-(``clock_ahead``) with its whole transaction, so no device clock can win for ever.
-Field writes of the whole batch are done last, in key order, so concurrent writers
-lock rows alike.
+One algorithm applies a batch: plan every transaction's verdicts from what the log
+holds (a transaction with a rejected entry applies nothing), then insert the batch's
+new ops in one executemany under a SAVEPOINT. If another process stored some of them
+first, the unique constraint fails, the savepoint rolls back, those rows are read and
+the plan is made again with them as replays: the race is answered as a duplicate of
+the winner. Then the applied entries' fields are merged into ``records`` in one
+set-based write (records.py, by conflict.merge), so the state does not depend on the
+order entries arrive in. A stamp more than MAX_CLOCK_AHEAD_MS ahead of the server's
+clock is rejected (``clock_ahead``) with its whole transaction, so no device clock can
+win for ever. Each entry is serialised once: its digest, its fields' JSON, its verdict.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
-import json
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,18 +40,12 @@ from protocol import (
 from protocol.codec import decode_result, encode_result, entry_digest
 from protocol.constants import MAX_CLOCK_AHEAD_MS
 
-from .db import upsert_into
+from . import records
 from .errors import WrongDevice
-from .models import ops, record_fields
+from .models import ops
+from .records import get_record
 
-#: The field a delete sets to true and an upsert or patch sets to false.
-DELETED = "__deleted__"
-
-
-_FieldKey = tuple[str, str, str]  # collection, record_id, field
-#: (wall_ms, counter, node, value_json, hlc text): compared as a tuple, greater wins
-#: (the text is a function of the first three, so it never decides).
-_FieldValue = tuple[int, int, str, str, str]
+__all__ = ["apply_batch", "get_record"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,20 +56,28 @@ class _Stored:
 
 @dataclass(slots=True)
 class _Run:
-    """One apply_batch call: what it reads, and the field writes it gathers."""
+    """One apply_batch call: what it knows of the log, and each entry's stamp and digest."""
 
-    conn: sa.Connection
     batch: Batch
     registry: Registry
     received_at: datetime
     stored: dict[str, _Stored]
     stamps: dict[str, hlc.Hlc]
-    writes: dict[_FieldKey, _FieldValue] = dataclasses.field(default_factory=dict)
+    digests: dict[str, str]
 
     @property
     def now_ms(self) -> int:
         """The server's clock for this batch, in ms since the epoch."""
         return int(self.received_at.timestamp() * 1000)
+
+
+@dataclass(slots=True)
+class _Plan:
+    """Verdicts for every entry, the op rows to insert, and the record changes they make."""
+
+    answers: dict[str, Result] = field(default_factory=dict)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    changes: records.Changes = field(default_factory=records.Changes)
 
 
 def apply_batch(
@@ -100,95 +100,57 @@ def apply_batch(
             {"device_id": batch.device_id, "authenticated_as": device_id},
         )
     stamps = _check_entries(batch.entries)
-    stored = _load_stored(conn, device_id, [e.op_id for e in batch.entries])
+    stored = _load_stored(conn, device_id, list(stamps))
     _check_versions(batch.entries, registry, stored)
-    run = _Run(conn, batch, registry, now or datetime.now(UTC), stored, stamps)
+    digests = {e.op_id: entry_digest(e) for e in batch.entries}
+    run = _Run(batch, registry, now or datetime.now(UTC), stored, stamps, digests)
     groups = list(_groups(batch.entries))
-    answers = _apply_all(run, groups)
-    if answers is None:  # another process stored some of these ops: group by group
-        answers = {}
-        for group in groups:
-            answers.update(_apply_group(run, group))
-    _write_fields(conn, run.writes)
-    results = tuple(answers[e.op_id] for e in batch.entries)
+    # Each retry moves at least one op (raced in by another process) into ``stored``.
+    for _ in range(len(batch.entries) + 1):
+        plan = _plan(run, groups)
+        try:
+            _insert_ops(conn, plan.rows)
+            break
+        except sa.exc.IntegrityError:
+            raced = _load_stored(conn, device_id, [row["op_id"] for row in plan.rows])
+            if not raced:
+                raise
+            stored.update(raced)
+    else:  # pragma: no cover - unreachable by the bound above
+        raise RuntimeError("apply_batch did not settle")
+    records.write(conn, plan.changes)
+    results = tuple(plan.answers[e.op_id] for e in batch.entries)
     return Ack(batch.batch_id, results, server_time_ms=run.now_ms)
 
 
-def get_record(conn: sa.Connection, collection: str, record_id: str) -> dict[str, Any] | None:
-    """A record's current field values, or None if it is absent or deleted."""
-    rows = conn.execute(
-        sa.select(record_fields.c.field, record_fields.c.value_json).where(
-            record_fields.c.collection == collection, record_fields.c.record_id == record_id
-        )
-    )
-    values = {field: json.loads(value) for field, value in rows}
-    if not values or values.pop(DELETED, False):
-        return None
-    return values
-
-
-def _apply_all(run: _Run, groups: Sequence[Sequence[Entry]]) -> dict[str, Result] | None:
-    """The common case in one statement: every group's new ops under one SAVEPOINT.
-
-    Verdicts are the ones ``_apply_group`` would give (each transaction judged on its
-    own). If the insert hits the unique constraint (a racing process, or an op_id
-    twice in the batch), nothing is kept and None sends the caller group by group.
-    """
+def _plan(run: _Run, groups: Iterable[Sequence[Entry]]) -> _Plan:
+    """Judge each transaction on its own: replays from the log, new entries all-or-nothing."""
+    plan = _Plan()
     stored = run.stored
-    answers: dict[str, Result] = {}
-    rows: list[dict[str, Any]] = []
-    judged: list[tuple[list[Entry], dict[str, dict[str, Any]]]] = []
     for group in groups:
-        replays = {e.op_id: _replay(e, stored[e.op_id]) for e in group if e.op_id in stored}
-        answers.update(replays)
+        replays = {e.op_id: _replay(run, e, stored[e.op_id]) for e in group if e.op_id in stored}
+        plan.answers.update(replays)
         new = [e for e in group if e.op_id not in stored]
         if not new:
             continue
+        # A transaction with a rejected entry applies nothing more, even if the device
+        # split it across batches.
         blocker = next((e.op_id for e in group if _rejected(replays.get(e.op_id))), None)
         verdicts, values = _judge(run, new, blocker)
-        rows.extend(_op_row(run, e, verdicts[e.op_id]) for e in new)
-        answers.update(verdicts)
-        judged.append((new, values))
-    if rows:
-        try:
-            with run.conn.begin_nested():
-                run.conn.execute(ops.insert(), rows)
-        except sa.exc.IntegrityError:
-            return None
-    for new, values in judged:
+        plan.answers.update(verdicts)
         for entry in new:
+            plan.rows.append(_op_row(run, entry, verdicts[entry.op_id]))
             if entry.op_id in values:
-                _collect_writes(entry, run.stamps[entry.op_id], values[entry.op_id], run.writes)
-    return answers
+                key = (entry.collection, entry.record_id)
+                plan.changes.add(key, entry.kind, run.stamps[entry.op_id], values[entry.op_id])
+    return plan
 
 
-def _apply_group(run: _Run, group: Sequence[Entry]) -> dict[str, Result]:
-    """Answer one transaction's entries: replays from the log, new ones all-or-nothing."""
-    stored = run.stored
-    answers = {e.op_id: _replay(e, stored[e.op_id]) for e in group if e.op_id in stored}
-    new = [e for e in group if e.op_id not in stored]
-    if not new:
-        return answers
-    # A transaction with a rejected entry applies nothing more, even if the device
-    # split it across batches.
-    blocker = next((e.op_id for e in group if _rejected(answers.get(e.op_id))), None)
-    verdicts, values = _judge(run, new, blocker)
-    rows = [_op_row(run, e, verdicts[e.op_id]) for e in new]
-    try:
-        with run.conn.begin_nested():
-            run.conn.execute(ops.insert(), rows)
-    except sa.exc.IntegrityError:
-        # Another process stored some of these ops after we looked: answer from its rows.
-        raced = _load_stored(run.conn, run.batch.device_id, [e.op_id for e in new])
-        if not raced:
-            raise
-        stored.update(raced)
-        return _apply_group(run, group)
-    answers.update(verdicts)
-    for entry in new:
-        if entry.op_id in values:
-            _collect_writes(entry, run.stamps[entry.op_id], values[entry.op_id], run.writes)
-    return answers
+def _insert_ops(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
+    """Insert the new ops in one executemany; IntegrityError (a race) leaves nothing."""
+    if rows:
+        with conn.begin_nested():
+            conn.execute(ops.insert(), rows)
 
 
 def _judge(
@@ -235,8 +197,8 @@ def _check_clock(stamp: hlc.Hlc, now_ms: int) -> None:
         )
 
 
-def _replay(entry: Entry, prior: _Stored) -> Result:
-    if prior.digest == entry_digest(entry):
+def _replay(run: _Run, entry: Entry, prior: _Stored) -> Result:
+    if prior.digest == run.digests[entry.op_id]:
         return Result(entry.op_id, "duplicate", original=prior.result)
     return Result(
         entry.op_id,
@@ -251,53 +213,14 @@ def _rejected(result: Result | None) -> bool:
     return result is not None and result.outcome.status == "rejected"
 
 
-def _collect_writes(
-    entry: Entry, stamp: hlc.Hlc, values: dict[str, Any], writes: dict[_FieldKey, _FieldValue]
-) -> None:
-    """Add an applied entry's field writes, keeping the greatest (hlc, value) per field."""
-    values = {DELETED: True} if entry.kind == "delete" else {**values, DELETED: False}
-    for field, value in values.items():
-        key = (entry.collection, entry.record_id, field)
-        value_json = canonical_json(value).decode()
-        candidate = (stamp.wall_ms, stamp.counter, stamp.node, value_json, str(stamp))
-        if key not in writes or writes[key] < candidate:
-            writes[key] = candidate
-
-
-def _write_fields(conn: sa.Connection, writes: dict[_FieldKey, _FieldValue]) -> None:
-    """Upsert field values; an existing value survives unless ours has a greater (hlc, value)."""
-    if not writes:
-        return
-    insert = upsert_into(conn, record_fields)
-    current, incoming = record_fields.c, insert.excluded
-    order = ("hlc_wall_ms", "hlc_counter", "hlc_node", "value_json")
-    stmt = insert.on_conflict_do_update(
-        index_elements=[current.collection, current.record_id, current.field],
-        set_={name: incoming[name] for name in (*order, "hlc")},
-        # Numbers compared as numbers; node and value by the columns' byte order.
-        where=sa.tuple_(*(current[n] for n in order)) < sa.tuple_(*(incoming[n] for n in order)),
-    )
-    rows = [
-        {
-            "collection": c,
-            "record_id": r,
-            "field": f,
-            "hlc_wall_ms": wall,
-            "hlc_counter": counter,
-            "hlc_node": node,
-            "value_json": v,
-            "hlc": text,
-        }
-        for (c, r, f), (wall, counter, node, v, text) in sorted(writes.items())
-    ]
-    conn.execute(stmt, rows)
-
-
 def _check_entries(entries: Iterable[Entry]) -> dict[str, hlc.Hlc]:
-    """Each entry's parsed HLC stamp; refuse the batch if one does not parse (strictly)."""
+    """Each entry's parsed HLC stamp; refuse the batch if one does not parse (strictly)
+    or an op_id repeats (the wire decoder refuses both; this guards direct callers)."""
     errors: dict[int, dict[str, list[str]]] = {}
     stamps: dict[str, hlc.Hlc] = {}
     for i, entry in enumerate(entries):
+        if entry.op_id in stamps:
+            errors.setdefault(i, {})["op_id"] = ["op_id repeated within the batch"]
         try:
             stamps[entry.op_id] = hlc.parse(entry.hlc)
         except ValueError:
@@ -344,7 +267,7 @@ def _op_row(run: _Run, entry: Entry, verdict: Result) -> dict[str, Any]:
         "hlc": entry.hlc,
         "schema_version": entry.schema_version,
         "fields_json": canonical_json(entry.fields).decode(),
-        "digest": entry_digest(entry),
+        "digest": run.digests[entry.op_id],
         "status": verdict.status,
         "result_json": encode_result(verdict).decode(),
         "received_at": run.received_at,

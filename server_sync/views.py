@@ -13,9 +13,9 @@ from protocol.constants import CONTENT_ENCODINGS, MAX_WIRE_BYTES, MEDIA_TYPE
 
 from .auth import authenticate
 from .errors import PayloadTooLarge, Unavailable, UnsupportedMediaType, first_line
+from .extension import server_state
 from .ratelimit import admit
 from .service import apply_batch
-from .state import server_state
 
 sync = Blueprint("sync", __name__)
 

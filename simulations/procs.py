@@ -102,7 +102,7 @@ def enrol(name: str, database_url: str) -> Enrolment:
 def enrol_many(names: Sequence[str], database_url: str) -> list[Enrolment]:
     """Enrol many devices in one process (a command per device takes ~1 s each)."""
     from server_sync import add_device, create_app
-    from server_sync.state import server_state
+    from server_sync.extension import server_state
 
     app = create_app({"DATABASE_URL": database_url})
     engine = server_state(app).engine

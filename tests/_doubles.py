@@ -29,8 +29,8 @@ from client_sync.errors import LinkFailure
 from protocol.model import Ack, Batch
 from protocol.registry import Registry
 from server_sync import add_device, create_app
+from server_sync.extension import server_state
 from server_sync.models import ops
-from server_sync.state import server_state
 from simulations.rep import app_registry
 
 #: Fields of a customer that the device accepts and the real server refuses.

@@ -22,7 +22,7 @@ import pytest
 from client_sync import HttpChannel, SyncClient
 from protocol import Registry
 from server_sync import add_device, create_app, get_record
-from server_sync.state import server_state
+from server_sync.extension import server_state
 from simulations.procs import LiveServer, server_cli, server_process
 
 README = Path(__file__).resolve().parents[1] / "README.md"

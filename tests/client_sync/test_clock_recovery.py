@@ -18,7 +18,7 @@ from conflict import hlc
 from protocol.constants import MAX_CLOCK_AHEAD_MS
 from protocol.model import Ack, Batch, Result
 from server_sync import add_device, create_app, get_record
-from server_sync.state import server_state
+from server_sync.extension import server_state
 from tests._doubles import FakeClock
 
 DAY_S = 86_400.0

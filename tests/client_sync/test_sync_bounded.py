@@ -16,7 +16,7 @@ from flask import Flask
 from client_sync import HttpChannel, SyncClient
 from client_sync.errors import LinkFailure, ServerBusy
 from server_sync import add_device, create_app
-from server_sync.state import server_state
+from server_sync.extension import server_state
 from simulations.procs import free_port
 
 KEY = bytes(range(32))

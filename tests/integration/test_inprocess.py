@@ -19,8 +19,8 @@ from protocol import Ack, Batch, Collection, FieldSpec, crm_registry
 from protocol.constants import MAX_STRING_LENGTH
 from protocol.fieldtypes import String
 from server_sync import add_device, create_app, get_record, revoke_device
+from server_sync.extension import server_state
 from server_sync.models import ops
-from server_sync.state import server_state
 from simulations.procs import free_port
 from simulations.rep import app_registry
 

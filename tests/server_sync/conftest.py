@@ -20,11 +20,11 @@ from werkzeug.test import TestResponse
 from conflict import Hlc
 from protocol import PROTOCOL_VERSION, Ack, Batch, Entry, compress, decode_ack, encode_batch
 from server_sync import add_device, create_app
-from server_sync.state import server_state
+from server_sync.extension import server_state
 from simulations.procs import scratch_schema, wait_ready
 from tests.whole import UNSET, whole
 
-TABLES = ("devices", "ops", "record_fields")
+TABLES = ("devices", "ops", "records")
 
 
 def stamp(counter: int, node: str = "n1", wall_ms: int = 1_700_000_000_000) -> str:

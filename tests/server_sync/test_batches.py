@@ -9,7 +9,7 @@ from flask import Flask
 
 from protocol import Ack, Result, decode_ack
 from server_sync import create_app, get_record
-from server_sync.state import server_state
+from server_sync.extension import server_state
 from tests.server_sync.conftest import Wire, rows, stamp
 
 
@@ -85,7 +85,7 @@ def test_an_invalid_entry_rejects_its_whole_transaction(wire: Wire, engine: sa.E
         assert (sibling.status, sibling.code) == ("rejected", "tx_rejected")
         assert sibling.message is not None and "op-2" in sibling.message
     assert [record(engine, r) for r in ("c1", "c2", "c3")] == [None, None, None]
-    assert rows(engine)["record_fields"] == []
+    assert rows(engine)["records"] == []
     # The verdicts are stored, so a replay is answered the same, not re-judged.
     assert [r.original for r in wire.ack(batch).results] == list(ack.results)
 

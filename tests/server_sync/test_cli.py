@@ -15,7 +15,7 @@ from flask import Flask
 from server_sync import create_app
 from server_sync.cli import main
 from server_sync.db import head_revision
-from server_sync.state import server_state
+from server_sync.extension import server_state
 from tests.server_sync.conftest import Wire, error_of
 
 
@@ -49,7 +49,7 @@ def test_db_upgrade_creates_the_tables_and_can_run_again(url: str) -> None:
         tables = set(sa.inspect(engine).get_table_names())
     finally:
         engine.dispose()
-    assert {"devices", "ops", "record_fields", "alembic_version"} <= tables
+    assert {"devices", "ops", "records", "alembic_version"} <= tables
 
 
 def test_devices_add_json_prints_a_token_the_server_accepts(url: str, served: Flask) -> None:

@@ -1,4 +1,4 @@
-"""Migration 0003 carries a populated database's stamps over to numeric columns."""
+"""Migration 0003 carries a populated database's stamps over to numeric columns (and 0004 on)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from alembic import command
 
 from server_sync import add_device, create_app, create_engine, upgrade
 from server_sync.db import alembic_config, current_revision
+from server_sync.extension import server_state
 from server_sync.service import get_record
-from server_sync.state import server_state
 from simulations.procs import scratch_schema
 
 from .conftest import Wire
@@ -69,6 +69,7 @@ def _check(engine: sa.Engine) -> None:
         (text, numbers) for _, numbers, text in LEGACY
     ]
     assert current_revision(engine) == "0003"
+    upgrade(engine)  # and on to head: 0004 carries the numbers into records' clocks
 
 
 def _newer_write_wins(url: str) -> None:
@@ -93,7 +94,7 @@ def test_sqlite_0001_database_is_carried_over(tmp_path: Path) -> None:
     try:
         _migrate(engine, "0001")
         _populate(engine)
-        upgrade(engine)
+        upgrade(engine, "0003")
         _check(engine)
     finally:
         engine.dispose()
@@ -117,7 +118,7 @@ def test_postgres_database_is_carried_over(pg_pre_0003: str) -> None:
     engine = create_engine(pg_pre_0003)
     try:
         _populate(engine)
-        upgrade(engine)
+        upgrade(engine, "0003")
         _check(engine)
     finally:
         engine.dispose()

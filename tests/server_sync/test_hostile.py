@@ -18,9 +18,9 @@ from conflict import Hlc
 from protocol import compress, encode_batch, to_wire
 from protocol.constants import MAX_CLOCK_AHEAD_MS, MAX_WIRE_BYTES
 from server_sync import add_device, create_app
-from server_sync.models import record_fields
+from server_sync.extension import server_state
+from server_sync.models import records
 from server_sync.service import apply_batch, get_record
-from server_sync.state import server_state
 
 from .conftest import Wire, error_of, rows, stamp
 
@@ -157,14 +157,14 @@ def test_field_values_out_of_range_are_rejected_per_entry_and_write_nothing(
     if collection == "opportunities":
         fields = {"customer_id": "c1", "title": "t", **fields}
     batch = wire.batch(wire.entry(1, collection=collection, record_id="r1", fields=fields))
-    before = rows(engine)["record_fields"]
+    before = rows(engine)["records"]
     ack = wire.ack(batch)
     assert (ack.results[0].status, ack.results[0].code, ack.results[0].field) == (
         "rejected",
         code,
         field,
     )
-    assert rows(engine)["record_fields"] == before
+    assert rows(engine)["records"] == before
 
 
 # -- versions, JSON, gzip, body ------------------------------------------------------
@@ -263,20 +263,16 @@ def test_an_hlc_not_in_the_strict_ascii_form_is_400(
 
 
 def test_stored_stamps_are_compared_as_numbers_not_as_text(wire: Wire, engine: sa.Engine) -> None:
-    # A row whose text would win every comparison but whose numbers are tiny: only a
-    # comparison on the numeric columns lets the newer write through.
+    # A stored clock whose digits would win as text ("9" > "1") but whose numbers are
+    # tiny: only a comparison of numbers lets the newer write through.
     with engine.begin() as conn:
         conn.execute(
-            record_fields.insert(),
+            records.insert(),
             {
                 "collection": "customers",
                 "record_id": "c1",
-                "field": "name",
-                "value_json": '"old"',
-                "hlc": "9999999999999-99999-zzzz",
-                "hlc_wall_ms": 1,
-                "hlc_counter": 0,
-                "hlc_node": "a",
+                "doc_json": '{"name":"old"}',
+                "clocks_json": '{"name":[9,99999,"zzzz"]}',
             },
         )
     wire.ack(wire.batch(wire.entry(1, fields={"name": "new"})))

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from protocol import Collection, FieldSpec, Registry, compress, decode_ack, encode_batch
 from protocol.constants import MAX_WIRE_BYTES
 from server_sync import add_device, create_app, get_record, revoke_device
-from server_sync.state import server_state
+from server_sync.extension import server_state
 from tests.server_sync.conftest import Wire, error_of, rows
 
 Mutation = Callable[[dict[str, Any]], Any]

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from conflict import Hlc
 from protocol import PROTOCOL_VERSION, Batch, Entry, crm_registry
 from server_sync import apply_batch, create_engine, get_record, upgrade
-from server_sync.models import devices, ops, record_fields
+from server_sync.models import devices, ops, records
 
 DEVICES = ("d1", "d2", "d3")
 REGISTRY = crm_registry()
@@ -38,7 +38,7 @@ def _prepare(engine: sa.Engine) -> sa.Engine:
 
 def _reset(engine: sa.Engine) -> None:
     with engine.begin() as conn:
-        conn.execute(record_fields.delete())
+        conn.execute(records.delete())
         conn.execute(ops.delete())
 
 
@@ -57,7 +57,7 @@ def _apply_each(engine: sa.Engine, entries: list[Entry]) -> None:
 
 def _state(engine: sa.Engine) -> list[tuple[Any, ...]]:
     with engine.connect() as conn:
-        return sorted(tuple(r) for r in conn.execute(sa.select(record_fields)))
+        return sorted(tuple(r) for r in conn.execute(sa.select(records)))
 
 
 @pytest.fixture(scope="module")

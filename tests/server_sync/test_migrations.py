@@ -15,10 +15,10 @@ from alembic.script import ScriptDirectory
 import server_sync
 from server_sync import create_app, create_engine, upgrade
 from server_sync.db import alembic_config, current_revision, head_revision
+from server_sync.extension import server_state
 from server_sync.models import metadata
-from server_sync.state import server_state
 
-TABLES = {"alembic_version", "devices", "ops", "record_fields", "rate_windows"}
+TABLES = {"alembic_version", "devices", "ops", "records", "rate_windows"}
 
 
 def _check_matches_models(engine: sa.Engine) -> None:
@@ -26,14 +26,14 @@ def _check_matches_models(engine: sa.Engine) -> None:
     with engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
         assert compare_metadata(context, metadata) == []
-    assert current_revision(engine) == head_revision() == "0003"
+    assert current_revision(engine) == head_revision() == "0004"
 
 
 def test_the_script_location_is_inside_the_installed_package() -> None:
     location = Path(alembic_config().get_main_option("script_location") or "")
     assert location == Path(server_sync.__file__).parent / "migrations"
     revisions = [r.revision for r in ScriptDirectory.from_config(alembic_config()).walk_revisions()]
-    assert revisions == ["0003", "0002", "0001"]
+    assert revisions == ["0004", "0003", "0002", "0001"]
 
 
 def test_upgrade_on_sqlite_matches_the_models_and_downgrades(tmp_path: Path) -> None:
@@ -67,9 +67,8 @@ def test_upgrade_on_postgres_matches_the_models(pg_schema_url: str) -> None:
             ).all()
         assert set(collations) == {
             ("ops", "hlc"),
-            ("record_fields", "hlc"),
-            ("record_fields", "hlc_node"),
-            ("record_fields", "value_json"),
+            ("records", "collection"),
+            ("records", "record_id"),
         }
     finally:
         engine.dispose()

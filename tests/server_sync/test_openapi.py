@@ -20,8 +20,8 @@ from protocol import encode_batch
 from protocol._schemas import AckSchema, BatchSchema
 from protocol.constants import MAX_WIRE_BYTES
 from server_sync import add_device, create_app
+from server_sync.extension import server_state
 from server_sync.openapi import OPENAPI_PATH, document
-from server_sync.state import server_state
 from tests.server_sync.conftest import Wire
 
 #: Flask's own methods on every rule, not operations of ours.

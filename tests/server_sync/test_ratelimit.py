@@ -15,9 +15,9 @@ from protocol import compress, encode_batch
 from server_sync import add_device, create_app, create_engine, upgrade
 from server_sync.cli import main
 from server_sync.errors import RateLimited
+from server_sync.extension import server_state
 from server_sync.models import rate_windows
 from server_sync.ratelimit import RateLimit, admit
-from server_sync.state import server_state
 from simulations.procs import free_port
 from tests.server_sync.conftest import PYTHON, ServerProcess, Wire, error_of, rows
 

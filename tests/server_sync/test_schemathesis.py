@@ -27,7 +27,7 @@ from schemathesis.checks import (
 from conflict import Hlc
 from protocol import PROTOCOL_VERSION, compress
 from protocol.codec import canonical_json
-from server_sync.models import ops, record_fields
+from server_sync.models import ops, records
 from server_sync.openapi import OPENAPI_PATH
 from simulations.procs import Enrolment, server_cli, server_process
 
@@ -159,7 +159,7 @@ def _stored(database_url: str) -> tuple[set[str], int]:
     try:
         with engine.connect() as conn:
             op_ids = set(conn.execute(sa.select(ops.c.op_id)).scalars())
-            fields = conn.execute(sa.select(sa.func.count()).select_from(record_fields)).scalar()
+            fields = conn.execute(sa.select(sa.func.count()).select_from(records)).scalar()
     finally:
         engine.dispose()
     return op_ids, int(fields or 0)

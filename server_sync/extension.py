@@ -1,4 +1,4 @@
-"""What one app instance holds: its engine, collection registry and rate limit."""
+"""The per-app Flask extension: its engine, collection registry and rate limit."""
 
 from __future__ import annotations
 
