@@ -196,7 +196,7 @@ def load_ack(raw: object) -> Ack:
             errors["results"] = found
     if errors:
         raise _refused("ack", errors)
-    return Ack(raw["batch_id"], tuple(results), server_time)  # type: ignore[arg-type]
+    return Ack(raw["batch_id"], tuple(results), server_time)
 
 
 _ABSENT = object()
