@@ -137,6 +137,7 @@ _ENTRY: dict[str, Check] = {
     "schema_version": _integer(1, MAX_SCHEMA_VERSION),
 }
 _ENTRY_KEYS = frozenset(_ENTRY)
+_ENTRY_CHECKS = tuple(_ENTRY.items())
 _BATCH: dict[str, Check] = {
     "protocol_version": _version,
     "batch_id": _check_id,
@@ -249,9 +250,7 @@ def _entry(raw: object) -> Entry | Any:
     """An Entry, or the errors the nested ``EntrySchema`` gives for ``raw``."""
     if type(raw) is not dict:
         return [NULL] if raw is None else {"_schema": [NOT_OBJECT]}
-    if raw.keys() == _ENTRY_KEYS and all(
-        check(raw[name]) is None for name, check in _ENTRY.items()
-    ):
+    if raw.keys() == _ENTRY_KEYS and not any(check(raw[name]) for name, check in _ENTRY_CHECKS):
         return Entry(
             op_id=raw["op_id"],
             device_id=raw["device_id"],
