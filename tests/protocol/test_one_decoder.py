@@ -122,3 +122,26 @@ def test_decode_functions_run_the_decoder_and_explain_refusals() -> None:
     with pytest.raises(ProtocolError) as caught:
         decode_ack(b'{"batch_id": "b1", "results": [{"op_id": "o"}]}')
     assert caught.value.errors == {"results": {0: {"status": ["Missing data for required field."]}}}
+
+
+def _chain(depth: int) -> str:
+    return '{"op_id":"o","status":"duplicate","original":' * depth + "null" + "}" * depth
+
+
+def test_an_ack_nested_as_deep_as_the_parser_allows_decodes_or_is_refused() -> None:
+    low, high = 1, 100_000  # the deepest "original" chain the JSON parser still takes
+    while low < high:
+        mid = (low + high + 1) // 2
+        try:
+            json.loads(_chain(mid))
+            low = mid
+        except RecursionError:
+            high = mid - 1
+    for depth in (low - 1, low - 2, low - 10):  # the ack wraps the chain in two levels
+        data = ('{"batch_id":"b1","results":[' + _chain(depth) + "]}").encode()
+        try:
+            ack = decode_ack(data)  # a RecursionError here would crash the sync loop
+        except ProtocolError as exc:
+            assert "nests too deeply" in str(exc)
+        else:
+            assert ack.results[0].status == "duplicate"
