@@ -36,24 +36,24 @@ def run(sizes: Sizes, workdir: Path | None = None) -> dict[str, Any]:
         base = Path(tmp)
         db_url = f"sqlite:///{base / 'server.db'}"
         with fieldsync_server(db_url) as url:
-            prepared: dict[str, tuple[Path, str]] = {}
+            prepared: dict[str, tuple[Path, str, str]] = {}
             for label, n in (("small", sizes.cold_small), ("large", sizes.cold_large)):
                 device = enrol(f"cold-{label}", db_url)
                 path = base / f"{label}.db"
                 _build(path, device.device_id, n)
-                prepared[label] = (path, device.token)
+                prepared[label] = (path, device.token, device.device_id)
             peaks: dict[str, list[float]] = {"small": [], "large": []}
             grew: dict[str, list[float]] = {"small": [], "large": []}
 
             def one(label: str, rep: int) -> float:
-                source, token = prepared[label]
+                source, token, device_id = prepared[label]
                 copy = base / f"{label}-run.db"
                 for suffix in ("", "-wal", "-shm"):
                     Path(f"{copy}{suffix}").unlink(missing_ok=True)
                 shutil.copyfile(source, copy)
                 with copy.open("rb+") as f:  # else the child's first fsync flushes the copy
                     os.fsync(f.fileno())
-                figures = _child(copy, url, token)
+                figures = _child(copy, url, token, device_id)
                 if rep >= 0:
                     peaks[label].append(figures["peak_kb"])
                     grew[label].append(figures["peak_kb"] - figures["rss_before_kb"])
@@ -87,9 +87,9 @@ def _build(path: Path, device_id: str, n: int) -> None:
                     client.record("customers", f"c-{i}", customer_fields(i, rng))
 
 
-def _child(path: Path, url: str, token: str) -> dict[str, Any]:
+def _child(path: Path, url: str, token: str, device_id: str) -> dict[str, Any]:
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks._cold_child", str(path), url, token],
+        [sys.executable, "-m", "benchmarks._cold_child", str(path), url, token, device_id],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -33,12 +33,17 @@ from ._procs import CountingTransport, fieldsync_server, naive_server
 PER_10K = 10_000
 
 
-def run(sizes: Sizes, workdir: Path | None = None) -> dict[str, Any]:
-    """drain_vs_naive, bytes_per_entry_vs_naive, and the absolute figures behind them."""
+def run(
+    sizes: Sizes, workdir: Path | None = None, database_url: str | None = None
+) -> dict[str, Any]:
+    """drain_vs_naive, bytes_per_entry_vs_naive, and the absolute figures behind them.
+
+    The server uses ``database_url`` (benchmarks/drain_pg.py: PostgreSQL) or SQLite.
+    """
     n = sizes.drain_entries
     with tempfile.TemporaryDirectory(dir=workdir, prefix="fs-bench-drain-") as tmp:
         base = Path(tmp)
-        db_url = f"sqlite:///{base / 'server.db'}"
+        db_url = database_url or f"sqlite:///{base / 'server.db'}"
         ours_bytes: list[float] = []
         naive_bytes: list[float] = []
         ours_conns: list[float] = []

@@ -8,12 +8,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import apply, coldstart, devices, drain, record
+from . import apply, coldstart, devices, drain, drain_pg, record, single
 from ._common import Sizes, machine
 
 BENCHMARKS: dict[str, Callable[[Sizes, Path | None], dict[str, Any]]] = {
     "record": record.run,
     "drain": drain.run,
+    "drain_pg": drain_pg.run,
+    "single": single.run,
     "apply": apply.run,
     "coldstart": coldstart.run,
     "devices": devices.run,
@@ -24,7 +26,9 @@ GOALS: tuple[tuple[str, str, float], ...] = (
     ("record_vs_sqlite", ">=", 0.6),
     ("tx100_vs_sqlite", ">=", 0.6),
     ("drain_vs_naive", ">=", 1.5),
-    ("bytes_per_entry_vs_naive", "<=", 0.4),
+    ("drain_pg_vs_naive", ">=", 1.0),
+    ("bytes_per_entry_vs_naive", "<=", 0.19),
+    ("bytes_single_entry_vs_naive", "<=", 0.5),
     ("apply_1m_vs_10k", ">=", 0.85),
     ("apply_1m_vs_10k_pg", ">=", 0.85),
     ("apply_vs_raw", ">=", 0.2),

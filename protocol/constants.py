@@ -36,6 +36,18 @@ MAX_FIELDS_PER_ENTRY = 200
 #: Longest collection name, record id or field name: they are keys in indexes.
 MAX_NAME_LENGTH = 128
 
+#: Longest op_id, device_id, tx_id, batch_id and HLC stamp: a UUID (36) or a stamp
+#: fits with room to spare, and the server keeps them in VARCHAR(64) key columns.
+MAX_ID_LENGTH = 64
+
+#: Longest device id: its HLC stamp, "<13-digit ms>-<5-digit counter>-<device id>",
+#: must fit in ``MAX_ID_LENGTH``, and the two numbers and two dashes take 20.
+MAX_DEVICE_ID_LENGTH = MAX_ID_LENGTH - 20
+
+#: Characters a ``protocol_version`` may have before it is read as MAJOR.MINOR (the
+#: schema's bound, published in the OpenAPI document; the strict check is tighter).
+MAX_VERSION_LENGTH = 16
+
 #: Content-Encoding values a batch may travel in; gzip is what every proxy understands.
 CONTENT_ENCODINGS = ("gzip", "identity")
 

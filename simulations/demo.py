@@ -7,6 +7,7 @@ device: recorded, applied, duplicates, parked, still pending, lost (must be 0).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -22,10 +23,16 @@ import click
 import sqlalchemy as sa
 
 from client_sync import HttpChannel, SyncClient
+from simulations.job import DeviceJob, Workload, rep_command
 from simulations.procs import Enrolment, enrol, free_port, server_cli, server_process
 
-#: Every retry wait of the reps is multiplied by this, so the demo takes seconds.
-RETRY_SCALE = 0.02
+#: Real seconds per simulated second: every retry wait of the reps is multiplied by
+#: this, so the demo takes seconds.
+TIME_SCALE = 0.02
+
+#: What each rep records: 48 customers a (simulated) minute, about 40 a real second;
+#: every 15th is too long for the server and gets parked.
+WORKLOAD = Workload(entries=40, entries_per_minute=48.0, reject_every=15)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,15 +44,19 @@ class Rep:
     key: bytes
     home: Path
 
-    def command(self, url: str, count: int, *extra: str) -> list[str]:
-        """The device process's command line."""
-        return [
-            sys.executable, "-m", "simulations.rep",
-            "--db", str(self.home / "outbox.db"), "--key-hex", self.key.hex(),
-            "--device-id", self.device.device_id, "--token", self.device.token,
-            "--url", url, "--ledger", str(self.home / "ledger.txt"),
-            "--count", str(count), "--retry-scale", str(RETRY_SCALE), *extra,
-        ]  # fmt: skip
+    def command(self, url: str, count: int) -> list[str]:
+        """The device process's command line: its job, written to a file."""
+        job = DeviceJob(
+            db=str(self.home / "outbox.db"),
+            key_hex=self.key.hex(),
+            device_id=self.device.device_id,
+            token=self.device.token,
+            url=url,
+            ledger=str(self.home / "ledger.txt"),
+            workload=dataclasses.replace(WORKLOAD, entries=count),
+            time_scale=TIME_SCALE,
+        )
+        return rep_command(job, self.home / "job.json")
 
 
 def run_demo(workdir: Path, reps: int = 3, count: int = 40) -> int:
@@ -63,8 +74,7 @@ def run_demo(workdir: Path, reps: int = 3, count: int = 40) -> int:
         print(f"[{time.monotonic() - start:5.1f}s] {text}", flush=True)
 
     say(f"server is down; {reps} reps start recording {count} customers each")
-    args = ("--interval", "0.05", "--reject-every", "15")
-    procs = {r.name: _spawn(r.command(url, count, *args), r) for r in people}
+    procs = {r.name: _spawn(r.command(url, count), r) for r in people}
     time.sleep(1.5)
     with server_process(db_url, port=port, log=workdir / "server.log") as server:
         say(f"server is up at {server.url} (embedded SQLite)")
@@ -73,7 +83,8 @@ def run_demo(workdir: Path, reps: int = 3, count: int = 40) -> int:
         procs[victim.name].send_signal(signal.SIGKILL)
         procs[victim.name].wait()
         say(f"{victim.name}'s app is killed mid-sync (SIGKILL) and restarted")
-        procs[victim.name] = _spawn(victim.command(url, count // 2, *args), victim)
+        # Started again on the same job, it records what its ledger does not hold yet.
+        procs[victim.name] = _spawn(victim.command(url, count), victim)
         for name, proc in procs.items():
             if proc.wait(timeout=120) != 0:
                 raise click.ClickException(f"{name} failed; see {workdir / name}/rep.log")

@@ -1,13 +1,16 @@
 """One simulated rep as a real device process: record entries, sync, report.
 
-Ground truth for the harness: an entry's op_id is appended to ``--ledger`` only
-after ``record()`` (or the whole ``transaction()``) returned, so every op_id in the
-ledger is one the app was told is safe. The process may be SIGKILLed at any time.
+``python -m simulations.rep JOB.json`` runs the ``DeviceJob`` in the file
+(simulations/job.py). Ground truth for the harness: an entry's op_id is appended to
+the job's ledger only after ``record()`` (or the whole ``transaction()``) returned,
+so every op_id in the ledger is one the app was told is safe. The process may be
+SIGKILLed at any time; started again on the same job, it records what its ledger
+does not hold yet.
 
-For the simulation harness it also appends JSON lines to ``--events``: every send
-attempt (channel, outcome, error class, HTTP status, entries, milliseconds) and, every
-``--sample-every`` seconds, the channel in use and the outbox depth. Entries designed
-to be refused carry a ``bad-`` record id, so the harness can count them in the outbox.
+For the simulation harness it also appends JSON lines to the job's ``events``: every
+send attempt (channel, outcome, error class, HTTP status, entries, milliseconds)
+and, every ``sample_every`` seconds, the channel in use and the outbox depth. Entries
+designed to be refused carry a ``bad-`` record id, so the harness can count them.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ import random
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,8 @@ from protocol import Batch, Collection, FieldSpec, Registry, crm_registry
 from protocol.errors import ClientError
 from protocol.fieldtypes import String
 from protocol.model import Ack
+
+from .job import DeviceJob, Workload, read_job
 
 #: The app build the reps run lets notes be longer than the server accepts, the way
 #: a client release and a server rule drift apart in the field; those entries are
@@ -51,32 +55,24 @@ def app_registry() -> Registry:
 DRAIN_ATTEMPTS = 12
 
 
-@dataclass(frozen=True, slots=True)
-class Workload:
-    """What a rep records: how many entries, how grouped, how many the server refuses.
+def record_workload(
+    client: SyncClient,
+    work: Workload,
+    rng: random.Random,
+    ledger: int,
+    *,
+    count: int,
+    time_scale: float = 1.0,
+) -> int:
+    """Record ``count`` entries of ``work`` in transactions of tx_min..tx_max; return how many.
 
-    ``reject_every`` refuses every Nth entry, ``reject_share`` a random share; ``rate``
-    is entries per minute of real time (0: as fast as the outbox takes them) and
-    ``interval`` a fixed pause after each transaction; ``entry_size`` is the notes'
-    length (0: 50-250 characters).
+    ``work.entries_per_minute`` is simulated time: ``time_scale`` real seconds each.
     """
-
-    count: int
-    tx_max: int = 3
-    reject_every: int = 0
-    interval: float = 0.0
-    tx_min: int = 1
-    reject_share: float = 0.0
-    rate: float = 0.0
-    entry_size: int = 0
-
-
-def record_workload(client: SyncClient, work: Workload, rng: random.Random, ledger: int) -> int:
-    """Record ``work.count`` entries in transactions of tx_min..tx_max; return how many."""
     done = 0
     started = time.monotonic()
-    while done < work.count:
-        size = min(rng.randint(work.tx_min, work.tx_max), work.count - done)
+    rate = work.entries_per_minute / time_scale if work.entries_per_minute else 0.0
+    while done < count:
+        size = min(rng.randint(work.tx_min, work.tx_max), count - done)
         with client.transaction():
             op_ids = [
                 client.record(*_entry(rng, reject=_due(work, done + i, rng), size=work.entry_size))
@@ -84,10 +80,8 @@ def record_workload(client: SyncClient, work: Workload, rng: random.Random, ledg
             ]
         os.write(ledger, "".join(f"{op}\n" for op in op_ids).encode())
         done += size
-        if work.interval:
-            time.sleep(work.interval)
-        if work.rate:
-            ahead = started + done * 60.0 / work.rate - time.monotonic()
+        if rate:
+            ahead = started + done * 60.0 / rate - time.monotonic()
             if ahead > 0:
                 time.sleep(ahead)
     return done
@@ -188,83 +182,54 @@ def _entry(rng: random.Random, reject: bool, size: int = 0) -> tuple[str, str, d
 
 
 @click.command()
-@click.option("--db", "db_path", required=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--key-hex", required=True, help="Raw 256-bit outbox key, hex.")
-@click.option("--device-id", required=True)
-@click.option("--token", required=True)
-@click.option("--url", required=True, help="Server base URL on the wifi channel.")
-@click.option("--cellular-url", default=None, help="Server base URL on the cellular channel.")
-@click.option("--ledger", required=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--count", default=0, show_default=True, help="Entries to record.")
-@click.option("--tx-max", default=3, show_default=True)
-@click.option("--reject-every", default=0, show_default=True, help="Every Nth entry is refused.")
-@click.option("--interval", default=0.0, show_default=True, help="Seconds between transactions.")
-@click.option("--tx-min", default=1, show_default=True)
-@click.option("--reject-share", default=0.0, show_default=True, help="Share of entries refused.")
-@click.option("--rate", default=0.0, show_default=True, help="Entries per minute (0: no pause).")
-@click.option("--entry-size", default=0, show_default=True, help="Notes length (0: 50-250).")
-@click.option("--retry-scale", default=1.0, show_default=True, help="Factor on every retry wait.")
-@click.option("--http-timeout", default=5.0, show_default=True, help="Seconds per request.")
-@click.option("--protocol-version", default=None, help="Speak this protocol version (old app).")
-@click.option("--events", type=click.Path(dir_okay=False, path_type=Path), default=None)
-@click.option("--sample-every", default=0.25, show_default=True, help="Seconds between samples.")
-@click.option(
-    "--hold-until",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="After recording, keep syncing in the background until this file exists.",
-)
-@click.option("--hold-timeout", default=3600.0, show_default=True)
-@click.option("--drain/--no-drain", default=True, show_default=True)
-@click.option("--drain-timeout", default=60.0, show_default=True)
-@click.option("--seed", default=0, show_default=True)
-def main(**opts: Any) -> None:
-    """Run one rep: record, sync in the background, drain, print JSON stats."""
-    rng = random.Random(f"{opts['seed']}:{opts['device_id']}:{os.getpid()}")
-    events = EventLog(opts["events"])
-    http = [HttpChannel("wifi", opts["url"], opts["token"], timeout=opts["http_timeout"])]
-    if opts["cellular_url"]:
-        http.append(
-            HttpChannel(
-                "cellular", opts["cellular_url"], opts["token"], metered=True,
-                timeout=opts["http_timeout"],
-            )
-        )  # fmt: skip
-    channels = [ObservedChannel(c, events) for c in http]
-    work = Workload(
-        opts["count"], opts["tx_max"], opts["reject_every"], opts["interval"],
-        tx_min=min(opts["tx_min"], opts["tx_max"]), reject_share=opts["reject_share"],
-        rate=opts["rate"], entry_size=opts["entry_size"],
-    )  # fmt: skip
+@click.argument("job_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def main(job_file: Path) -> None:
+    """Run the device job in JOB_FILE: record, sync in the background, drain, print JSON."""
+    try:
+        job = read_job(job_file)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    result = run_job(job)
+    print(json.dumps(result), flush=True)
+
+
+def run_job(job: DeviceJob) -> dict[str, Any]:
+    """Run one device job to the end; return what it recorded and how the drain ended."""
+    rng = random.Random(f"{job.seed}:{job.device_id}:{os.getpid()}")
+    events = EventLog(Path(job.events) if job.events else None)
+    channels = [ObservedChannel(c, events) for c in _channels(job)]
     config = OutboxConfig()
-    if opts["protocol_version"]:
-        config = OutboxConfig(protocol_version=opts["protocol_version"])
-    ledger = os.open(opts["ledger"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    if job.protocol_version:
+        config = OutboxConfig(protocol_version=job.protocol_version)
+    count = max(0, job.workload.entries - _ledger_length(Path(job.ledger)))
+    ledger = os.open(job.ledger, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     halt = threading.Event()
     with SyncClient(
-        opts["db_path"],
-        bytes.fromhex(opts["key_hex"]),
-        device_id=opts["device_id"],
+        job.db,
+        bytes.fromhex(job.key_hex),
+        device_id=job.device_id,
         channels=channels,
         registry=app_registry(),
-        retry=RetryPolicy(max_attempts=DRAIN_ATTEMPTS).scaled(opts["retry_scale"]),
+        retry=RetryPolicy(max_attempts=DRAIN_ATTEMPTS).scaled(job.time_scale),
         config=config,
     ) as client:
         sampler = threading.Thread(
-            target=sample, args=(client, events, opts["sample_every"], halt), daemon=True
+            target=sample, args=(client, events, job.sample_every, halt), daemon=True
         )
-        if opts["events"]:
+        if job.events:
             sampler.start()
         events.emit("start", version=config.protocol_version)
-        client.start(interval=max(0.05, opts["retry_scale"] * 30))
+        client.start(interval=max(0.05, job.time_scale * 30))
         print(json.dumps({"ready": True}), flush=True)
-        recorded = record_workload(client, work, rng, ledger)
+        recorded = record_workload(
+            client, job.workload, rng, ledger, count=count, time_scale=job.time_scale
+        )
         events.emit("recorded", count=recorded)
-        _hold(opts["hold_until"], opts["hold_timeout"])
+        _hold(Path(job.hold_until) if job.hold_until else None, job.hold_timeout)
         client.stop()
         began = time.monotonic()
         events.emit("drain")
-        stats = drain(client, opts["drain_timeout"]) if opts["drain"] else client.stats()
+        stats = drain(client, job.drain_timeout) if job.drain else client.stats()
         drained = round(time.monotonic() - began, 3)
         events.emit("drained", seconds=drained, pending=stats["pending"] + stats["in_flight"])
         halt.set()
@@ -272,7 +237,26 @@ def main(**opts: Any) -> None:
             sampler.join(5)
     os.close(ledger)
     events.close()
-    print(json.dumps({"recorded": recorded, "stats": stats, "drain_seconds": drained}), flush=True)
+    return {"recorded": recorded, "stats": stats, "drain_seconds": drained}
+
+
+def _channels(job: DeviceJob) -> list[HttpChannel]:
+    http = [HttpChannel("wifi", job.url, job.token, timeout=job.http_timeout)]
+    if job.cellular_url:
+        http.append(
+            HttpChannel(
+                "cellular", job.cellular_url, job.token, metered=True, timeout=job.http_timeout
+            )
+        )
+    return http
+
+
+def _ledger_length(path: Path) -> int:
+    """Entries the ledger holds: what earlier runs of this job already recorded."""
+    try:
+        return len(path.read_text().split())
+    except FileNotFoundError:
+        return 0
 
 
 def _hold(flag: Path | None, timeout: float) -> None:

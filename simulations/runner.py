@@ -20,7 +20,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -31,6 +30,7 @@ from typing import Any
 
 from client_sync import HttpChannel, SyncClient
 
+from .job import DeviceJob, rep_command
 from .procs import HOST, Enrolment, LiveServer, enrol_many, free_port, server_cli, server_process
 from .proxy import FaultProxy, HttpEvent, ProxyLoop
 from .report import build_report
@@ -301,35 +301,37 @@ class Runner:
 
     def _spawn(self, device: Device) -> None:
         sc = self.scenario
-        work = device.group.workload
-        remaining = max(0, work.entries - device.recorded())
-        rate = work.entries_per_minute / sc.time_scale if work.entries_per_minute else 0.0
-        cmd = [
-            sys.executable, "-m", "simulations.rep",
-            "--db", str(device.home / "outbox.db"), "--key-hex", device.key.hex(),
-            "--device-id", device.enrolment.device_id, "--token", device.enrolment.token,
-            "--url", f"http://{HOST}:{device.wifi.port}",
-            "--cellular-url", f"http://{HOST}:{device.cellular.port}",
-            "--ledger", str(device.ledger), "--events", str(device.events),
-            "--count", str(remaining), "--tx-min", str(work.tx_min), "--tx-max", str(work.tx_max),
-            "--reject-share", str(work.reject_share), "--rate", str(rate),
-            "--entry-size", str(work.entry_size), "--retry-scale", str(sc.time_scale),
-            "--http-timeout", str(max(2.0, 30 * sc.time_scale)),
-            "--sample-every", str(max(0.05, min(1.0, sc.duration * sc.time_scale / 200))),
-            "--hold-until", str(self.flag),
-            "--hold-timeout", str(sc.duration * sc.time_scale + 600),
-            "--drain-timeout", str(sc.drain_timeout),
-            "--seed", str(sc.seed),
-        ]  # fmt: skip
-        version = device.group.protocol_version
-        if version is not None and not device.upgraded:
-            cmd += ["--protocol-version", version]
+        version = device.group.protocol_version if not device.upgraded else None
+        job = DeviceJob(
+            db=str(device.home / "outbox.db"),
+            key_hex=device.key.hex(),
+            device_id=device.enrolment.device_id,
+            token=device.enrolment.token,
+            url=f"http://{HOST}:{device.wifi.port}",
+            cellular_url=f"http://{HOST}:{device.cellular.port}",
+            ledger=str(device.ledger),
+            events=str(device.events),
+            workload=device.group.workload,
+            time_scale=sc.time_scale,
+            http_timeout=max(2.0, 30 * sc.time_scale),
+            protocol_version=version,
+            sample_every=max(0.05, min(1.0, sc.duration * sc.time_scale / 200)),
+            hold_until=str(self.flag),
+            hold_timeout=sc.duration * sc.time_scale + 600,
+            drain_timeout=sc.drain_timeout,
+            seed=sc.seed,
+        )
         log = (device.home / "rep.log").open("ab")
-        device.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        device.proc = subprocess.Popen(
+            rep_command(job, device.home / "job.json"), stdout=log, stderr=subprocess.STDOUT
+        )
         log.close()
         device.watch.forget()
         self._lifecycle(
-            device, "start", version=version if not device.upgraded else "current", count=remaining
+            device,
+            "start",
+            version=device.group.protocol_version if not device.upgraded else "current",
+            count=max(0, job.workload.entries - device.recorded()),
         )
 
     def _kill(self, device: Device, why: str) -> None:

@@ -18,6 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from .job import Workload
 from .profiles import PROFILES, Segment, heal, segments
 
 __all__ = [
@@ -38,18 +39,6 @@ __all__ = [
 
 class ScenarioError(ValueError):
     """A scenario file that cannot be used; the message says where and why."""
-
-
-@dataclass(frozen=True, slots=True)
-class Workload:
-    """What each device of a group records."""
-
-    entries: int
-    entries_per_minute: float = 0.0  # simulated time; 0: as fast as the outbox takes them
-    entry_size: int = 200  # bytes of notes per entry
-    reject_share: float = 0.0  # share of entries the server must refuse (parked)
-    tx_min: int = 1
-    tx_max: int = 3
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,25 +7,31 @@ import json
 import random
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 from client_sync import HttpChannel, SyncClient
+from simulations.job import DeviceJob, Workload
+from simulations.job import rep_command as job_command
 from simulations.procs import Enrolment, LiveServer
 
 KILLS = 50
 
 
 def rep_command(
-    server: LiveServer, device: Enrolment, key: bytes, tmp: Path, *extra: str
+    server: LiveServer, device: Enrolment, key: bytes, tmp: Path, entries: int, drain: bool = True
 ) -> list[str]:
-    return [
-        sys.executable, "-m", "simulations.rep",
-        "--db", str(tmp / "outbox.db"), "--key-hex", key.hex(),
-        "--device-id", device.device_id, "--token", device.token,
-        "--url", server.url, "--ledger", str(tmp / "ledger.txt"),
-        "--retry-scale", "0.01", *extra,
-    ]  # fmt: skip
+    job = DeviceJob(
+        db=str(tmp / "outbox.db"),
+        key_hex=key.hex(),
+        device_id=device.device_id,
+        token=device.token,
+        url=server.url,
+        ledger=str(tmp / "ledger.txt"),
+        workload=Workload(entries=entries),
+        time_scale=0.01,
+        drain=drain,
+    )
+    return job_command(job, tmp / f"job-{entries}.json")
 
 
 def run_until_killed(cmd: list[str], rng: random.Random, err: Path) -> None:
@@ -53,14 +59,12 @@ def test_sigkill_while_recording_and_syncing_loses_and_duplicates_nothing(
 ) -> None:
     rng = random.Random(20261122)
     device = live_server.enrol("crash-rep")
-    recording = rep_command(
-        live_server, device, raw_key, tmp_path, "--count", "100000", "--no-drain"
-    )
+    recording = rep_command(live_server, device, raw_key, tmp_path, 100_000, drain=False)
     for _ in range(KILLS):
         run_until_killed(recording, rng, tmp_path / "rep.stderr")
 
     final = subprocess.run(
-        rep_command(live_server, device, raw_key, tmp_path, "--count", "0"),
+        rep_command(live_server, device, raw_key, tmp_path, 0),
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert final.returncode == 0, f"the final rep failed ({final.returncode}):\n{final.stderr}"

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from protocol import EntryInvalid, ProtocolError, UnsupportedVersion, decode_ack, decode_batch
-from protocol.codec import check_version, decompress
+from protocol.codec import check_protocol_version, decompress
 from protocol.constants import PROTOCOL_MAJOR, PROTOCOL_VERSION
 from protocol.fieldtypes import Decimal, Email, Enum, Int, Reference, String, Timestamp
 from protocol.registry import check_record_id
@@ -74,16 +74,16 @@ def test_input_that_is_not_utf8_is_refused() -> None:
 @pytest.mark.parametrize("version", ["².0", "١.0", "1.０", "1.0 ", "1", "1.", ".1", "11111.0", 1])
 def test_versions_are_ascii_major_minor(version: object) -> None:
     with pytest.raises(ProtocolError) as caught:
-        check_version(version)
+        check_protocol_version(version)
     assert not isinstance(caught.value, UnsupportedVersion)
 
 
 def test_another_major_is_upgrade_required() -> None:
     with pytest.raises(UnsupportedVersion):
-        check_version(f"{PROTOCOL_MAJOR + 1}.0")
+        check_protocol_version(f"{PROTOCOL_MAJOR + 1}.0")
     with pytest.raises(UnsupportedVersion):
-        check_version(f"{PROTOCOL_MAJOR - 1}.0")
-    check_version(f"{PROTOCOL_MAJOR}.9999")
+        check_protocol_version(f"{PROTOCOL_MAJOR - 1}.0")
+    check_protocol_version(f"{PROTOCOL_MAJOR}.9999")
 
 
 def test_trailing_bytes_after_gzip_are_refused() -> None:
