@@ -36,6 +36,10 @@ def normalize_phone(
     full-width characters, and junk before the first digit or after the last
     ("tel: …", "…。"). ``region`` reads numbers written without a country prefix.
     """
+    if output == "national" and region == "CN" and _is_cn_national(value):
+        # Already in its stored form (what every device sends): parsing adds nothing.
+        number = phonenumbers.PhoneNumber(country_code=86, national_number=int(value))
+        return _national_mobile(number, region, field)
     text = _screen(value, field)
     try:
         number = phonenumbers.parse(text, region)
@@ -83,11 +87,21 @@ def _national_mobile(number: phonenumbers.PhoneNumber, region: str, field: str |
             raise _invalid(field, f"has {len(national)} digits; a mainland mobile has 11")
         if national[0] != "1" or national[1] not in "3456789":
             raise _invalid(field, "a mainland mobile starts with 13-19")
-    if not phonenumbers.is_valid_number(number):
+    kind = phonenumbers.number_type(number)  # UNKNOWN is what is_valid_number refuses
+    if kind == PhoneNumberType.UNKNOWN:
         raise _invalid(field, f"is not an allocated {region} number")
-    if phonenumbers.number_type(number) not in _MOBILE:
+    if kind not in _MOBILE:
         raise _invalid(field, f"is not a {region} mobile number")
     return national
+
+
+def _is_cn_national(value: str) -> bool:
+    """True for 11 ASCII digits starting with 1: the form a CN mobile is stored in.
+
+    No trunk prefix (0) nor country code (86) can start it, so libphonenumber's parse
+    would read it as exactly this national number.
+    """
+    return len(value) == 11 and value[0] == "1" and value.isascii() and value.isdigit()
 
 
 def _invalid(field: str | None, message: str) -> EntryInvalid:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from protocol import EntryInvalid, FieldSpec, crm_registry, normalize_cn_mobile
@@ -124,3 +124,25 @@ def test_long_input_is_refused_by_its_length_before_any_parsing(size: int) -> No
     for junk in ("1 " * (size // 2), "1" * size, "+" + "(1-" * (size // 3)):
         with pytest.raises(EntryInvalid, match="characters; at most"):
             normalize_cn_mobile(junk, "phone")
+
+
+@example("00861391234")  # an international prefix: the parser strips it
+@example("86139123456")
+@example("01391234567")  # a trunk prefix
+@given(st.text(alphabet="0123456789", min_size=11, max_size=11))
+def test_the_stored_form_fast_path_answers_as_the_parser_does(digits: str) -> None:
+    """11 ASCII digits skip libphonenumber's parse; the answer must not change."""
+
+    def answer(value: str) -> str:
+        try:
+            return normalize_phone(value, "phone")
+        except EntryInvalid as exc:
+            return f"refused: {exc.message}"
+
+    assert answer(digits) == answer(f"tel: {digits}")  # the prefix forces the full parse
+
+
+def test_full_width_digits_do_not_take_the_fast_path() -> None:
+    assert normalize_phone("１３９１２３４５６７８") == "13912345678"
+    with pytest.raises(EntryInvalid):
+        normalize_phone("٣٩١٢٣٤٥٦٧٨٩")
