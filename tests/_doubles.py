@@ -29,7 +29,7 @@ from client_sync.errors import LinkFailure
 from protocol.model import Ack, Batch
 from protocol.registry import Registry
 from server_sync import add_device, create_app
-from server_sync.models import ops
+from server_sync.models import devices, ops
 from server_sync.state import server_state
 from simulations.rep import app_registry
 
@@ -85,6 +85,15 @@ class RealServer:
         """Enrol a device, as ``fieldsync-server devices add`` does."""
         with self.engine.begin() as conn:
             return Enrolled(*add_device(conn, name))
+
+    def enrol_as(self, device_id: str, name: str = "rep") -> Enrolled:
+        """Enrol a device under a given id (an outbox made elsewhere names its device)."""
+        made = self.enrol(name)
+        with self.engine.begin() as conn:
+            conn.execute(
+                devices.update().where(devices.c.id == made.device_id).values(id=device_id)
+            )
+        return Enrolled(device_id, made.token)
 
     def transport(self) -> httpx.WSGITransport:
         """An httpx transport into the app."""
