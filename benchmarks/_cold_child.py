@@ -41,7 +41,7 @@ def main(argv: list[str]) -> None:
                 "seconds": seconds,
                 "rss_before_kb": before,
                 "peak_kb": _rss_kb("VmHWM"),
-                "sent": len(batch.entries),
+                "sent": len(batch),
             }
         )
     )

@@ -12,13 +12,18 @@ from pathlib import Path
 from typing import Any
 
 from protocol.errors import ClientError, EntryInvalid, FieldsyncError
-from protocol.model import KINDS, Ack, Batch, Kind
+from protocol.model import KINDS, Ack, Kind
 from protocol.registry import Registry, check_record_id, crm_registry
 
+from ._batches import OutgoingBatch
 from ._channels import Channel, ChannelSet
 from ._clock import ServerClock, heal
+from ._config import OutboxConfig
+from ._databox import DataBox
 from ._isolate import Group, Isolation
-from ._outbox import Applied, Outbox, OutboxConfig, OutboxEntry, ParkedEntry, Tx
+from ._outbox import Applied, Outbox
+from ._reads import OutboxEntry, Reads
+from ._recording import Tx
 from ._retry import Backoff, OutOfTime, RetryPolicy
 from ._states import State, check
 from .errors import AckMismatch, OutboxError, SyncStopped, TransportError
@@ -122,7 +127,9 @@ class SyncClient:
         self._outbox = Outbox(
             path, key, device_id=device_id, clock=self._server_clock.now, config=config
         )
-        self._server_clock.load(self._outbox)
+        self._reads = Reads(self._outbox.store)
+        self._box = DataBox(self._outbox)
+        self._server_clock.load(self._outbox.store)
         self._sync_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._crash: BaseException | None = None
@@ -177,7 +184,7 @@ class SyncClient:
         normalized, version = self._validate(collection, record_id, fields, kind)
 
         def add(tx: Tx) -> str:
-            return self._outbox.append(
+            return self._outbox.recorder.append(
                 tx,
                 collection=collection,
                 record_id=record_id,
@@ -186,10 +193,10 @@ class SyncClient:
                 schema_version=version,
             )
 
-        tx = self._outbox.current()
+        tx = self._outbox.recorder.current()
         if tx is not None:
             return add(tx)
-        with self._outbox.transaction() as tx:
+        with self._outbox.recorder.transaction() as tx:
             op_id = add(tx)
         self._wake.set()
         return op_id
@@ -201,7 +208,7 @@ class SyncClient:
         An exception inside rolls every record of the block back (no seq is used up).
         """
         self._check_open()
-        with self._outbox.transaction() as tx:
+        with self._outbox.recorder.transaction() as tx:
             yield tx.tx_id
         self._wake.set()
 
@@ -277,29 +284,24 @@ class SyncClient:
     def stats(self) -> dict[str, int]:
         """Entry counts by state (every state present)."""
         self._check_open()
-        return self._outbox.stats()
+        return self._reads.stats()
 
-    def parked(self) -> list[ParkedEntry]:
+    def parked(self) -> list[OutboxEntry]:
         """Every parked entry, oldest first, with the server's code/field/message."""
         self._check_open()
-        found: list[ParkedEntry] = []
-        after = 0
-        while page := self._outbox.entries(state=State.PARKED, after_seq=after):
-            found.extend(page)
-            after = page[-1].seq
-        return found
+        return self._reads.parked()
 
     def entry(self, op_id: str) -> OutboxEntry:
         """The outbox entry with this op_id (raises UnknownEntry)."""
         self._check_open()
-        return self._outbox.entry(op_id)
+        return self._reads.entry(op_id)
 
     def entries(
         self, *, state: State | str | None = None, after_seq: int = 0, limit: int = 1000
     ) -> list[OutboxEntry]:
         """A page of outbox entries with seq > ``after_seq``, oldest first."""
         self._check_open()
-        return self._outbox.entries(state=state, after_seq=after_seq, limit=limit)
+        return self._reads.entries(state=state, after_seq=after_seq, limit=limit)
 
     def resubmit(self, op_id: str, fields: Mapping[str, Any] | None = None) -> str:
         """Send a parked entry again, with fixed ``fields`` (None: unchanged); new op_id.
@@ -308,25 +310,25 @@ class SyncClient:
         transaction. Raises EntryInvalid (nothing written) if ``fields`` are invalid.
         """
         self._check_open()
-        current = self._outbox.entry(op_id)
+        current = self._reads.entry(op_id)
         check(current.state, State.RESUBMITTED, op_id=op_id)
         values = current.fields if fields is None else fields
         normalized, version = self._validate(
             current.collection, current.record_id, values, current.kind
         )
-        new_id = self._outbox.resubmit(op_id, normalized, version, reason="resubmitted")
+        new_id = self._box.resubmit(op_id, normalized, version, reason="resubmitted")
         self._wake.set()
         return new_id
 
     def discard(self, op_id: str, reason: str) -> None:
         """Give up a parked entry for good; an audit row keeps it and the reason."""
         self._check_open()
-        self._outbox.discard(op_id, reason)
+        self._box.discard(op_id, reason)
 
     def audit_log(self) -> list[dict[str, Any]]:
         """Every discard and resubmit, oldest first."""
         self._check_open()
-        return self._outbox.audit_log()
+        return self._reads.audit_log()
 
     # -- internals ----------------------------------------------------------------
 
@@ -366,7 +368,7 @@ class SyncClient:
                 error = exc
                 self._last_error = exc
                 self._stopped = exc
-                self._outbox.set_meta(STOPPED_KEY, _describe(exc))
+                self._outbox.store.set_meta(STOPPED_KEY, _describe(exc))
                 break
             except _Halted:
                 break
@@ -374,7 +376,7 @@ class SyncClient:
                 break
             batch, result = done
             batches += 1
-            sent += len(batch.entries)
+            sent += len(batch)
             applied += result.applied
             duplicate += result.duplicate
             conflict += result.conflict
@@ -390,7 +392,7 @@ class SyncClient:
         timed_out: bool,
     ) -> SyncReport:
         batches, sent, applied, duplicate, parked, conflict = totals
-        counts = self._outbox.stats()
+        counts = self._reads.stats()
         return SyncReport(
             batches=batches,
             sent=sent,
@@ -409,7 +411,7 @@ class SyncClient:
         last = self._last_error
         return last if isinstance(last, ClientError) else None
 
-    def _attempt(self, channel: Channel) -> tuple[Batch, Applied] | None:
+    def _attempt(self, channel: Channel) -> tuple[OutgoingBatch, Applied] | None:
         """One try: take a batch, send it on ``channel``, apply the ack."""
         if self._halt.is_set():
             raise _Halted
@@ -424,22 +426,22 @@ class SyncClient:
             self._failures += 1
             if isinstance(exc, FieldsyncError):
                 self._last_error = exc  # shown by status() while the retry waits
-            if self._isolation.failed(_tx_ids(batch), group, exc):
+            if self._isolation.failed(list(batch.tx_ids), group, exc):
                 self._outbox.park(batch, SERVER_ERROR, _server_error(exc, self._isolation))
-                return batch, Applied(parked=len(batch.entries))
+                return batch, Applied(parked=len(batch))
             self._outbox.release(batch)
             raise
         result = self._outbox.apply(batch, ack)
         self._isolation.succeeded(group)
-        heal(self._outbox, self._server_clock, batch, ack)
+        heal(self._box, self._server_clock, batch, ack)
         self._backoff.succeeded()
         self._last_error = None
         if self._stopped is not None:
             self._stopped = None
-            self._outbox.set_meta(STOPPED_KEY, None)
+            self._outbox.store.set_meta(STOPPED_KEY, None)
         return batch, result
 
-    def _take(self, metered: bool) -> tuple[Batch, Group | None] | None:
+    def _take(self, metered: bool) -> tuple[OutgoingBatch, Group | None] | None:
         """The next batch: fresh transactions first, the suspects set aside in turns."""
         isolation = self._isolation
         while True:
@@ -453,7 +455,7 @@ class SyncClient:
                     return None
             batch = self._outbox.take_transactions(group.tx_ids, metered=metered)
             if batch is not None:
-                return batch, isolation.narrow(group, _tx_ids(batch))
+                return batch, isolation.narrow(group, list(batch.tx_ids))
             isolation.drop(group)  # nothing of it is pending any more
 
     def _loop(self, interval: float) -> None:
@@ -478,8 +480,8 @@ class SyncClient:
             raise OutboxError("this SyncClient is closed", path=self._outbox.path)
 
 
-def _check_ack(batch: Batch, ack: Ack, channel: str) -> None:
-    sent = [e.op_id for e in batch.entries]
+def _check_ack(batch: OutgoingBatch, ack: Ack, channel: str) -> None:
+    sent = list(batch.op_ids)
     answered = [r.op_id for r in ack.results]
     if ack.batch_id != batch.batch_id or answered != sent:
         raise AckMismatch(
@@ -489,11 +491,6 @@ def _check_ack(batch: Batch, ack: Ack, channel: str) -> None:
             batch_id=batch.batch_id,
             device_id=batch.device_id,
         )
-
-
-def _tx_ids(batch: Batch) -> list[str]:
-    """The batch's transactions, in order."""
-    return list(dict.fromkeys(e.tx_id for e in batch.entries))
 
 
 def _server_error(exc: BaseException, isolation: Isolation) -> str:
