@@ -34,8 +34,9 @@ class DataBox:
         """
         outbox = self.outbox
         recorder = outbox.recorder
-        with recorder.transaction() as tx:
+        with recorder.transaction(sql=True) as tx:
             conn = tx.conn
+            assert conn is not None  # sql=True
             target = row_of(conn, op_id, outbox.path)
             check(target.state, State.RESUBMITTED, op_id=op_id)
             group = conn.execute(

@@ -49,7 +49,11 @@ _PLACEHOLDER_ID = "00000000-0000-7000-8000-000000000000"
 class Tx:
     """An open local transaction: its connection, tx_id, and what it holds so far."""
 
-    conn: Connection
+    #: The SQLAlchemy connection, for a transaction that also reads and moves rows
+    #: (the data box); None on the lean record path.
+    conn: Connection | None
+    #: The DBAPI connection the rows are inserted through.
+    dbapi: Any
     tx_id: str
     next_seq: int
     last_hlc: hlc_mod.Hlc
@@ -77,16 +81,19 @@ class Recorder:
             self.next_seq, self.last_hlc = _derive(conn, self.device_id)
 
     @contextmanager
-    def transaction(self) -> Iterator[Tx]:
-        """One local transaction: commit on exit, roll back everything on an exception."""
+    def transaction(self, *, sql: bool = False) -> Iterator[Tx]:
+        """One local transaction: commit on exit, roll back everything on an exception.
+
+        ``sql``: the transaction also runs SQLAlchemy statements (``tx.conn``).
+        """
         with self._store.lock:
             if self.current() is not None:
                 raise OutboxError(
                     "a transaction is already open on this thread (they do not nest)",
                     path=self._store.path,
                 )
-            with self._store.write("transaction") as conn:
-                tx = Tx(conn, str(uuid7()), self.next_seq, self.last_hlc)
+            with self._open(sql) as (conn, dbapi):
+                tx = Tx(conn, dbapi, str(uuid7()), self.next_seq, self.last_hlc)
                 self._local.tx = tx
                 try:
                     yield tx
@@ -95,6 +102,15 @@ class Recorder:
                     self._local.tx = None
             # Committed (the ``with`` above returned): only now do the counters move.
             self.next_seq, self.last_hlc = tx.next_seq, tx.last_hlc
+
+    @contextmanager
+    def _open(self, sql: bool) -> Iterator[tuple[Connection | None, Any]]:
+        if sql:
+            with self._store.write("transaction") as conn:
+                yield conn, conn.connection.driver_connection
+        else:
+            with self._store.raw_write("record") as dbapi:
+                yield None, dbapi
 
     def current(self) -> Tx | None:
         """The transaction this thread has open, if any."""
@@ -156,9 +172,7 @@ class Recorder:
             final = _with_count(body, self._widest, exact)
             rows.append((seq, op_id, tx.tx_id, pending, len(final), final, 0, now, now))
         with self._store.guard("record"):
-            tx.conn.connection.driver_connection.executemany(  # type: ignore[union-attr]
-                tables.INSERT_SQL, rows
-            )
+            tx.dbapi.executemany(tables.INSERT_SQL, rows)
 
     def _check_fits(self, tx: Tx, size: int) -> None:
         budget = self._config.max_batch_bytes - self._overhead
