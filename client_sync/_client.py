@@ -22,6 +22,7 @@ from ._config import OutboxConfig
 from ._databox import DataBox
 from ._isolate import Group, Isolation
 from ._outbox import Applied, Outbox
+from ._prefetch import Prefetch
 from ._reads import OutboxEntry, Reads
 from ._recording import Tx
 from ._retry import Backoff, OutOfTime, RetryPolicy
@@ -121,6 +122,7 @@ class SyncClient:
         self._monotonic = monotonic
         self._backoff = Backoff(policy, self._channels, rng or random.Random(), monotonic)
         self._isolation = Isolation(policy.isolate_after)
+        self._prefetch: Prefetch | None = None
         self._failures = 0
         # Stamps use the device clock corrected by the server's (see _clock.py).
         self._server_clock = ServerClock(clock)
@@ -344,6 +346,14 @@ class SyncClient:
         return normalized, self._registry.get(collection).schema_version
 
     def _drain(self, deadline: float | None = None) -> SyncReport:
+        self._prefetch = Prefetch(self._take_ordinary, self._outbox.release)
+        try:
+            return self._drain_pass(deadline)
+        finally:
+            self._prefetch.close()
+            self._prefetch = None
+
+    def _drain_pass(self, deadline: float | None) -> SyncReport:
         batches = sent = applied = duplicate = conflict = parked = 0
         error: ClientError | None = None
         timed_out = False
@@ -419,10 +429,14 @@ class SyncClient:
         if taken is None:
             return None
         batch, group = taken
+        if group is None and self._isolation.idle() and self._prefetch is not None:
+            self._prefetch.start(channel.metered)  # batch n+1 is taken while n is sent
         try:
             ack = channel.send(batch)
             _check_ack(batch, ack, channel.name)
         except Exception as exc:
+            if self._prefetch is not None:
+                self._prefetch.drop()
             self._failures += 1
             if isinstance(exc, FieldsyncError):
                 self._last_error = exc  # shown by status() while the retry waits
@@ -447,7 +461,8 @@ class SyncClient:
         while True:
             group = isolation.turn()
             if group is None:
-                batch = self._outbox.take_batch(metered=metered, skip=isolation.held())
+                batch = self._prefetch.claim(metered) if self._prefetch else None
+                batch = batch or self._outbox.take_batch(metered=metered, skip=isolation.held())
                 if batch is not None:
                     return batch, None
                 group = isolation.next_group()
@@ -457,6 +472,10 @@ class SyncClient:
             if batch is not None:
                 return batch, isolation.narrow(group, list(batch.tx_ids))
             isolation.drop(group)  # nothing of it is pending any more
+
+    def _take_ordinary(self, metered: bool) -> OutgoingBatch | None:
+        """The next ordinary batch (taken ahead only while no transaction is set aside)."""
+        return self._outbox.take_batch(metered=metered)
 
     def _loop(self, interval: float) -> None:
         while not self._halt.is_set():
