@@ -6,8 +6,9 @@ Errors live in ``client_sync.errors``, the ``fieldsync`` command line in
 
 from ._batches import OutgoingBatch
 from ._channels import Channel, ChannelSet, HttpChannel
-from ._client import SyncClient, SyncReport, SyncStatus
+from ._client import SyncClient, SyncStatus
 from ._config import OutboxConfig
+from ._drain import SyncReport
 from ._reads import OutboxEntry
 from ._retry import RetryPolicy
 from ._states import State

@@ -6,8 +6,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ._client import STOPPED_KEY
 from ._databox import DataBox
+from ._drain import STOPPED_KEY
 from ._outbox import Outbox
 from ._reads import OutboxEntry, Reads
 

@@ -24,7 +24,7 @@ def test_the_next_batch_is_taken_while_the_current_one_is_sent(
     seen: list[dict[str, int]] = []
 
     def first(batch: OutgoingBatch) -> Ack:
-        prefetch = client._prefetch
+        prefetch = client._drainer.prefetch
         assert prefetch is not None and prefetch._future is not None
         prefetch._future.result(timeout=30)  # the worker's take has finished
         seen.append(client.stats())
@@ -45,7 +45,7 @@ def test_a_failed_send_puts_the_batch_taken_ahead_back_first(
     make_client: MakeClient, link: Link, sleeps: list[float]
 ) -> None:
     def fail(batch: OutgoingBatch) -> Ack:
-        prefetch = client._prefetch
+        prefetch = client._drainer.prefetch
         assert prefetch is not None and prefetch._future is not None
         prefetch._future.result(timeout=30)
         raise LinkFailure("wifi: dropped", channel="wifi")
