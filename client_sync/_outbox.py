@@ -32,7 +32,7 @@ from ._recording import Recorder
 from ._states import State, check
 from ._store import Store
 from ._tables import entries_t
-from .errors import IllegalTransition, OutboxError, UnknownEntry
+from .errors import IllegalTransition, UnknownEntry
 
 #: ``state`` behind SQLite's unary plus, which keeps the planner off the (state, seq)
 #: index: moving a batch must find its rows by op_id, not walk every row in a state
@@ -188,25 +188,30 @@ class Outbox:
         check(src, dst)
         if not op_ids:
             return
+        moved = conn.execute(
+            entries_t.update()
+            .where(entries_t.c.op_id.in_(list(op_ids)), _unindexed_state == src.value)
+            .values(state=dst.value, updated_at=self.clock(), **values)
+            .returning(entries_t.c.op_id)
+        ).scalars()
+        left = set(op_ids).difference(moved)
+        if not left:
+            return
+        # Rows not moved are missing or in another state: say which (raising rolls
+        # the whole transaction back, the rows moved above included).
         found = dict(
             conn.execute(
                 sa.select(entries_t.c.op_id, entries_t.c.state).where(
-                    entries_t.c.op_id.in_(list(op_ids))
+                    entries_t.c.op_id.in_(list(left))
                 )
             ).all()
         )
         for op_id in op_ids:
+            if op_id not in left:
+                continue
             if op_id not in found:
                 raise UnknownEntry(op_id, path=self.path)
-            if found[op_id] != src.value:
-                raise IllegalTransition(found[op_id], dst.value, op_id=op_id)
-        result = conn.execute(
-            entries_t.update()
-            .where(entries_t.c.op_id.in_(list(op_ids)), _unindexed_state == src.value)
-            .values(state=dst.value, updated_at=self.clock(), **values)
-        )
-        if result.rowcount != len(op_ids):  # pragma: no cover - BEGIN IMMEDIATE excludes this
-            raise OutboxError(f"outbox {self.path} changed under a transaction", path=self.path)
+            raise IllegalTransition(found[op_id], dst.value, op_id=op_id)
 
     def _launch(self, conn: Connection, rows: Sequence[Row]) -> OutgoingBatch:
         """Move ``rows`` to in_flight and assemble them into a batch."""

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlcipher3
 
-from client_sync import SyncClient
+from client_sync import State, SyncClient
 from client_sync._recording import write_floor
 from client_sync._tables import FLOOR_KEY
+from client_sync.errors import IllegalTransition, UnknownEntry
 from conflict import hlc
 from protocol import Collection, FieldSpec, Registry
 from protocol.codec import canonical_json, encode_entry
@@ -130,3 +133,18 @@ def test_a_pulled_back_clock_survives_a_reopen(db_path: Path) -> None:
         assert client._outbox.recorder.last_hlc == back
         again = client.entry(client.record("customers", "c2", {"name": "B"}))
     assert again.seq == 2 and hlc.parse(again.hlc).wall_ms < 1_800_000_000_000
+
+
+def test_a_move_with_one_bad_row_moves_none(db_path: Path) -> None:
+    with open_client(db_path) as client:
+        ops = [client.record("customers", f"c{i}", {"name": "A"}) for i in range(2)]
+        outbox = client._outbox
+        batch = outbox.take_batch(metered=False)
+        assert batch is not None and batch.op_ids == tuple(ops)
+        wrong = dataclasses.replace(batch, op_ids=(*ops, "no-such-op"))
+        with pytest.raises(UnknownEntry):
+            outbox.release(wrong)
+        outbox.release(batch)  # both were still in flight: the failed move was rolled back
+        with pytest.raises(IllegalTransition, match="pending to pending"):
+            outbox.release(batch)
+        assert client.stats()[State.PENDING] == 2
