@@ -17,7 +17,7 @@ from typing import Any
 
 from uuid6 import uuid7
 
-from protocol.codec import assemble_batch
+from protocol.codec import assemble_batch, compress
 
 #: A result row (SQLAlchemy's Row generics differ between 2.0 and 2.1).
 Row = Any
@@ -28,7 +28,9 @@ class OutgoingBatch:
     """A batch as it goes on the wire: its canonical bytes and what the client needs back.
 
     ``op_ids`` are the entries in order (an ack answers them in that order); ``tx_ids``
-    the transactions in order, each once. ``body`` is the uncompressed canonical JSON.
+    the transactions in order, each once. ``body`` is the uncompressed canonical JSON;
+    ``gzipped`` the same bytes as they go on the wire (compressed when the batch is
+    taken, so a batch taken ahead is compressed while the one before it is sent).
     """
 
     batch_id: str
@@ -37,6 +39,7 @@ class OutgoingBatch:
     op_ids: tuple[str, ...]
     tx_ids: tuple[str, ...]
     body: bytes
+    gzipped: bytes
 
     def __len__(self) -> int:
         return len(self.op_ids)
@@ -45,13 +48,15 @@ class OutgoingBatch:
 def assemble(protocol_version: str, device_id: str, rows: Sequence[Row]) -> OutgoingBatch:
     """A new batch (fresh batch id) of ``rows`` (with ``op_id, tx_id, body``), in order."""
     batch_id = str(uuid7())
+    body = assemble_batch(protocol_version, batch_id, device_id, [r.body for r in rows])
     return OutgoingBatch(
         batch_id=batch_id,
         device_id=device_id,
         protocol_version=protocol_version,
         op_ids=tuple(r.op_id for r in rows),
         tx_ids=tuple(dict.fromkeys(r.tx_id for r in rows)),
-        body=assemble_batch(protocol_version, batch_id, device_id, [r.body for r in rows]),
+        body=body,
+        gzipped=compress(body),
     )
 
 

@@ -22,7 +22,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import httpx
 
-from protocol.codec import compress, decode_ack
+from protocol.codec import decode_ack
 from protocol.constants import MAX_WIRE_BYTES, MEDIA_TYPE
 from protocol.errors import ProtocolError
 from protocol.model import Ack
@@ -84,13 +84,13 @@ class HttpChannel:
         )
 
     def send(self, batch: OutgoingBatch) -> Ack:
-        """POST the batch's bytes, gzipped; map the answer (see the module docstring)."""
+        """POST the batch's gzipped bytes; map the answer (see the module docstring)."""
         context: dict[str, Any] = {
             "channel": self.name,
             "batch_id": batch.batch_id,
             "device_id": batch.device_id,
         }
-        body = compress(batch.body)
+        body = batch.gzipped
         if len(body) > MAX_WIRE_BYTES:
             raise BatchRefused(
                 f"batch {batch.batch_id} is {len(body)} bytes compressed; "

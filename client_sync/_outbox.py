@@ -114,7 +114,8 @@ class Outbox:
                 chosen = self._fit(groups, limit)
                 where = entries_t.c.seq.between(chosen[0].seq, chosen[-1].seq)
             rows = conn.execute(_ROWS.where(where, pending).order_by(entries_t.c.seq)).all()
-            return self._launch(conn, rows)
+            self._launch(conn, rows)
+        return self._assemble(rows)
 
     def take_transactions(self, tx_ids: Sequence[str], *, metered: bool) -> OutgoingBatch | None:
         """Move the pending entries of these transactions (those that fit, oldest first)
@@ -129,7 +130,9 @@ class Outbox:
             if not rows:
                 return None
             chosen = {r.tx_id for r in self._fit(group(rows), limit)}
-            return self._launch(conn, [r for r in rows if r.tx_id in chosen])
+            rows = [r for r in rows if r.tx_id in chosen]
+            self._launch(conn, rows)
+        return self._assemble(rows)
 
     def release(self, batch: OutgoingBatch) -> None:
         """Put a batch that did not get an ack back to pending."""
@@ -213,8 +216,8 @@ class Outbox:
                 raise UnknownEntry(op_id, path=self.path)
             raise IllegalTransition(found[op_id], dst.value, op_id=op_id)
 
-    def _launch(self, conn: Connection, rows: Sequence[Row]) -> OutgoingBatch:
-        """Move ``rows`` to in_flight and assemble them into a batch."""
+    def _launch(self, conn: Connection, rows: Sequence[Row]) -> None:
+        """Move ``rows`` to in_flight."""
         self.move(
             conn,
             [r.op_id for r in rows],
@@ -222,6 +225,9 @@ class Outbox:
             State.IN_FLIGHT,
             attempts=entries_t.c.attempts + 1,
         )
+
+    def _assemble(self, rows: Sequence[Row]) -> OutgoingBatch:
+        """The batch of rows just moved in flight (after the commit: outside the lock)."""
         return assemble(self.config.protocol_version, self.device_id, rows)
 
     def _fit(self, groups: list[list[Row]], limit: int) -> list[Row]:

@@ -26,7 +26,7 @@ import sqlalchemy as sa
 
 from client_sync import HttpChannel, OutgoingBatch
 from client_sync.errors import LinkFailure
-from protocol.codec import assemble_batch, decode_batch, encode_entry
+from protocol.codec import assemble_batch, compress, decode_batch, encode_entry
 from protocol.constants import PROTOCOL_VERSION
 from protocol.model import Ack, Entry
 from protocol.registry import Registry
@@ -63,7 +63,10 @@ def outgoing(
         protocol_version=version,
         op_ids=tuple(e.op_id for e in entries),
         tx_ids=tuple(dict.fromkeys(e.tx_id for e in entries)),
-        body=assemble_batch(version, batch_id, device_id, [encode_entry(e) for e in entries]),
+        body=(
+            body := assemble_batch(version, batch_id, device_id, [encode_entry(e) for e in entries])
+        ),
+        gzipped=compress(body),
     )
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from client_sync import HttpChannel, OutgoingBatch
 from client_sync.errors import LinkFailure
-from protocol.codec import assemble_batch
+from protocol.codec import assemble_batch, compress
 from protocol.constants import PROTOCOL_VERSION
 from simulations.proxy import (
     Bandwidth,
@@ -222,7 +222,7 @@ def test_a_captive_portal_answers_html_200_and_the_client_does_not_take_it(
     assert response.headers["content-type"].startswith("text/html")
     assert echo.received == b""  # never reached the server
     body = assemble_batch(PROTOCOL_VERSION, "b1", "dev", ())
-    batch = OutgoingBatch("b1", "dev", PROTOCOL_VERSION, (), (), body)
+    batch = OutgoingBatch("b1", "dev", PROTOCOL_VERSION, (), (), body, compress(body))
     with (
         HttpChannel("wifi", f"http://127.0.0.1:{proxy.port}", "t") as channel,
         pytest.raises(LinkFailure, match="captive portal"),
