@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 from protocol.errors import ClientError, FieldsyncError
@@ -115,6 +116,7 @@ class Drainer:
         error: ClientError | None = None
         timed_out = False
         self.failures = 0
+        results: list[Applied | Future[Applied]] = []
         while True:
             try:
                 if deadline is not None and self._monotonic() >= deadline:
@@ -141,9 +143,12 @@ class Drainer:
                 break
             if done is None:
                 break
-            batch, result = done
+            batch, outcome = done
             batches += 1
             sent += len(batch)
+            results.append(outcome)
+        for outcome in results:
+            result = outcome.result() if isinstance(outcome, Future) else outcome
             applied += result.applied
             duplicate += result.duplicate
             conflict += result.conflict
@@ -178,8 +183,8 @@ class Drainer:
         last = self.last_error
         return last if isinstance(last, ClientError) else None
 
-    def _attempt(self, channel: Channel) -> tuple[OutgoingBatch, Applied] | None:
-        """One try: take a batch, send it on ``channel``, apply the ack."""
+    def _attempt(self, channel: Channel) -> tuple[OutgoingBatch, Applied | Future[Applied]] | None:
+        """One try: take a batch, send it on ``channel``, apply the ack (on the worker)."""
         if self._halt.is_set():
             raise _Halted
         taken = self._take(channel.metered)
@@ -202,15 +207,20 @@ class Drainer:
                 return batch, Applied(parked=len(batch))
             self._outbox.release(batch)
             raise
-        result = self._outbox.apply(batch, ack)
         self._isolation.succeeded(group)
-        heal(self._box, self._server_clock, batch, ack)
         self._backoff.succeeded()
         self.last_error = None
         if self.stopped is not None:
             self.stopped = None
             self._outbox.store.set_meta(STOPPED_KEY, None)
-        return batch, result
+
+        def apply() -> Applied:
+            result = self._outbox.apply(batch, ack)
+            heal(self._box, self._server_clock, batch, ack)
+            return result
+
+        # Applied while the next batch is on the wire, when a pipeline runs.
+        return batch, self.prefetch.later(apply) if self.prefetch is not None else apply()
 
     def _take(self, metered: bool) -> tuple[OutgoingBatch, Group | None] | None:
         """The next batch: fresh transactions first, the suspects set aside in turns."""
@@ -222,6 +232,8 @@ class Drainer:
                 batch = batch or self._outbox.take_batch(metered=metered, skip=isolation.held())
                 if batch is not None:
                     return batch, None
+                if self.prefetch is not None and self.prefetch.settle():
+                    continue  # the ack still being applied may have put entries back
                 group = isolation.next_group()
                 if group is None:
                     return None

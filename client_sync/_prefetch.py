@@ -1,16 +1,20 @@
-"""Taking batch n+1 on a worker thread while batch n is on the wire (a one-deep pipeline).
+"""A one-deep pipeline around the channel's send, on one worker thread.
 
-Sends stay one at a time and in seq order: the next batch is only *taken* (moved to
-in_flight, assembled from its stored bytes) while the current one is sent, and it is
-sent only after the current one's ack was applied. When the current send fails, the
-taken batch goes back to pending (``drop``), so retries, isolation (_isolate.py) and
-channel switches see the queue exactly as without the pipeline.
+While batch n is on the wire the worker takes batch n+1 (moves it to in_flight,
+assembles and compresses it); while batch n+1 is on the wire it applies batch n's
+ack. Sends stay one at a time and in seq order: batch n+1 is sent only after batch
+n's ack arrived. When a send fails, the batch taken ahead goes back to pending
+(``drop``), so retries, isolation (_isolate.py) and channel switches see the queue
+exactly as without the pipeline. At most one ack waits to be applied (``later``
+first finishes the one before, raising its error); ``settle`` finishes it when the
+queue looks empty (an ack being applied may put entries back: clock recovery).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TypeVar
 
 from protocol.errors import FieldsyncError
 
@@ -18,6 +22,8 @@ from ._batches import OutgoingBatch
 
 #: take(metered) -> the next ordinary batch, or None.
 Take = Callable[[bool], OutgoingBatch | None]
+
+T = TypeVar("T")
 
 
 class Prefetch:
@@ -28,15 +34,29 @@ class Prefetch:
         self._release = release
         self._pool: ThreadPoolExecutor | None = None
         self._future: Future[OutgoingBatch | None] | None = None
+        self._later: Future[object] | None = None
         self._metered = False
 
     def start(self, metered: bool) -> None:
         """Begin taking the next batch for a channel that is (or is not) metered."""
         self.drop()
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(1, thread_name_prefix="fieldsync-take")
         self._metered = metered
-        self._future = self._pool.submit(self._take, metered)
+        self._future = self._worker().submit(self._take, metered)
+
+    def later(self, job: Callable[[], T]) -> Future[T]:
+        """Run ``job`` on the worker (after the one before it finished; its error raised)."""
+        self.settle()
+        future = self._worker().submit(job)
+        self._later = future  # type: ignore[assignment]
+        return future
+
+    def settle(self) -> bool:
+        """Finish the job handed to ``later``, raising its error; False if there was none."""
+        job, self._later = self._later, None
+        if job is None:
+            return False
+        job.result()
+        return True
 
     def claim(self, metered: bool) -> OutgoingBatch | None:
         """The batch taken ahead for this kind of channel, or None (take one afresh)."""
@@ -48,6 +68,11 @@ class Prefetch:
             self._release(batch)  # taken for the other channel's limits
             return None
         return batch
+
+    def _worker(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="fieldsync-drain")
+        return self._pool
 
     def drop(self) -> None:
         """Put a batch taken ahead back to pending (the current send failed, or we stop)."""
@@ -62,10 +87,11 @@ class Prefetch:
             self._release(batch)
 
     def close(self) -> None:
-        """Drop what was taken ahead and end the worker thread."""
+        """Drop what was taken ahead, let a pending job finish, end the worker thread."""
         try:
             self.drop()
         finally:
+            self._later = None
             if self._pool is not None:
                 self._pool.shutdown(wait=True)
                 self._pool = None

@@ -78,3 +78,28 @@ def test_stopping_mid_drain_leaves_nothing_taken_ahead_in_flight(
     client._halt.clear()
     assert report.applied == 2
     assert client.stats()[State.IN_FLIGHT] == 0 and client.stats()[State.PENDING] == 2
+
+
+def test_an_ack_is_applied_while_the_next_batch_is_on_the_wire(
+    make_client: MakeClient, link: Link
+) -> None:
+    seen: list[tuple[bool, dict[str, int]]] = []
+
+    def second(batch: OutgoingBatch) -> Ack:
+        prefetch = client._drainer.prefetch
+        assert prefetch is not None
+        pending_apply = prefetch._later is not None  # batch 1's ack handed to the worker
+        prefetch.settle()
+        seen.append((pending_apply, client.stats()))
+        return wifi.inner.send(batch)
+
+    wifi = link("wifi")
+    wifi.script = [wifi.inner.send, second]
+    client = make_client([wifi], config=SMALL)
+    for i in range(4):
+        client.record("customers", f"c{i}", {"name": f"N{i}"})
+    report = client.sync_now()
+    [(pending_apply, stats)] = seen
+    assert pending_apply
+    assert (stats[State.ACKED], stats[State.IN_FLIGHT]) == (2, 2)
+    assert (report.batches, report.applied, report.remaining) == (2, 4, 0)
