@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 
 import client_sync  # noqa: F401  (import cost is not what this measures)
-from client_sync import HttpChannel, RetryPolicy, SyncClient
+from client_sync import HttpChannel, OutgoingBatch, RetryPolicy, SyncClient
 from client_sync.errors import LinkFailure
-from protocol import Ack, Batch
+from protocol import Ack
 
 from ._common import KEY
 
@@ -37,12 +37,12 @@ class FirstBatchOnly:
         self.sent = 0
         self.stopped_at: float | None = None
 
-    def send(self, batch: Batch) -> Ack:
+    def send(self, batch: OutgoingBatch) -> Ack:
         """The first batch through the server; any later one is a dead link."""
         if self.sent:
             self.stopped_at = self.stopped_at or time.perf_counter()
             raise LinkFailure("first batch only", channel=self.name)
-        self.sent = len(batch.entries)
+        self.sent = len(batch)
         return self._inner.send(batch)
 
     def close(self) -> None:

@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from client_sync import SyncClient
-from protocol import Ack, Batch
+from client_sync import OutgoingBatch, SyncClient
+from protocol import Ack
 
 from ._common import KEY, SEED, Sizes, customer_fields, interleave, median, paired_ratio, percentile
 
@@ -27,7 +27,7 @@ class NoChannel:
     name = "none"
     metered = False
 
-    def send(self, batch: Batch) -> Ack:
+    def send(self, batch: OutgoingBatch) -> Ack:
         """Never called."""
         raise AssertionError("the record benchmark does not send")
 

@@ -4,11 +4,15 @@ Errors live in ``client_sync.errors``, the ``fieldsync`` command line in
 ``client_sync.cli``.
 """
 
+from ._batches import OutgoingBatch
 from ._channels import Channel, ChannelSet, HttpChannel
-from ._client import SyncClient, SyncReport, SyncStatus
-from ._outbox import OutboxConfig, OutboxEntry, ParkedEntry
+from ._client import SyncClient, SyncStatus
+from ._config import OutboxConfig
+from ._drain import SyncReport
+from ._reads import OutboxEntry
 from ._retry import RetryPolicy
 from ._states import State
+from ._tool import OutboxFile
 
 __all__ = [
     "Channel",
@@ -16,7 +20,8 @@ __all__ = [
     "HttpChannel",
     "OutboxConfig",
     "OutboxEntry",
-    "ParkedEntry",
+    "OutboxFile",
+    "OutgoingBatch",
     "RetryPolicy",
     "State",
     "SyncClient",

@@ -1,4 +1,4 @@
-"""Channels: move one batch, return its ack. Fallback is a ChannelSet, not a flag.
+"""Channels: move one batch's bytes, return its ack. Fallback is a ChannelSet, not a flag.
 
 A channel knows nothing of the outbox or of retrying; it maps what happened on the
 wire to the error tree (``client_sync.errors``) and returns an Ack only when the
@@ -22,11 +22,12 @@ from typing import Any, Protocol, runtime_checkable
 
 import httpx
 
-from protocol.codec import compress, decode_ack, encode_batch
+from protocol.codec import decode_ack
 from protocol.constants import MAX_WIRE_BYTES, MEDIA_TYPE
 from protocol.errors import ProtocolError
-from protocol.model import Ack, Batch
+from protocol.model import Ack
 
+from ._batches import OutgoingBatch
 from .errors import (
     AuthRejected,
     BatchRefused,
@@ -43,8 +44,8 @@ class Channel(Protocol):
     name: str
     metered: bool
 
-    def send(self, batch: Batch) -> Ack:
-        """Deliver ``batch``; return the server's Ack."""
+    def send(self, batch: OutgoingBatch) -> Ack:
+        """Deliver ``batch`` (its ``body`` bytes, as they are); return the server's Ack."""
         ...
 
 
@@ -82,14 +83,14 @@ class HttpChannel:
             },
         )
 
-    def send(self, batch: Batch) -> Ack:
-        """POST the gzipped canonical batch; map the answer (see the module docstring)."""
+    def send(self, batch: OutgoingBatch) -> Ack:
+        """POST the batch's gzipped bytes; map the answer (see the module docstring)."""
         context: dict[str, Any] = {
             "channel": self.name,
             "batch_id": batch.batch_id,
             "device_id": batch.device_id,
         }
-        body = compress(encode_batch(batch))
+        body = batch.gzipped
         if len(body) > MAX_WIRE_BYTES:
             raise BatchRefused(
                 f"batch {batch.batch_id} is {len(body)} bytes compressed; "

@@ -11,58 +11,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from protocol.errors import ClientError, EntryInvalid, FieldsyncError
-from protocol.model import KINDS, Ack, Batch, Kind
+from protocol.errors import EntryInvalid, FieldsyncError
+from protocol.model import KINDS, Kind
 from protocol.registry import Registry, check_record_id, crm_registry
 
 from ._channels import Channel, ChannelSet
-from ._clock import ServerClock, heal
-from ._isolate import Group, Isolation
-from ._outbox import Applied, Outbox, OutboxConfig, OutboxEntry, ParkedEntry, Tx
-from ._retry import Backoff, OutOfTime, RetryPolicy
+from ._clock import ServerClock
+from ._config import OutboxConfig
+from ._databox import DataBox
+from ._drain import Drainer, SyncReport, describe
+from ._isolate import Isolation
+from ._outbox import Outbox
+from ._reads import OutboxEntry, Reads
+from ._recording import Tx
+from ._retry import Backoff, RetryPolicy
 from ._states import State, check
-from .errors import AckMismatch, OutboxError, SyncStopped, TransportError
-
-#: meta key holding why syncing last stopped, for tools such as ``fieldsync status``.
-STOPPED_KEY = "sync_stopped"
+from .errors import OutboxError, SyncStopped
 
 #: Default bound of one ``sync_now()`` call, in seconds of the client's monotonic clock.
 SYNC_NOW_TIMEOUT = 60.0
-
-#: Verdict code of a transaction parked by the client: the server kept failing on it.
-SERVER_ERROR = "server_error"
-
-
-@dataclass(frozen=True, slots=True)
-class SyncReport:
-    """What one drain pass did: batches acked, entries in them by verdict, what is left.
-
-    ``remaining`` entries are still pending; ``last_error`` says why (None: drained);
-    ``failures`` counts failed sends in this pass; ``timed_out`` is True when the pass
-    ended at its time bound; ``held`` counts transactions set aside while the client
-    isolates one the server keeps failing on (docs/client.md).
-    """
-
-    batches: int = 0
-    sent: int = 0
-    applied: int = 0
-    duplicate: int = 0
-    parked: int = 0
-    remaining: int = 0
-    last_error: ClientError | None = None
-    conflict: int = 0
-    failures: int = 0
-    timed_out: bool = False
-    held: int = 0
-
-    @property
-    def why(self) -> str | None:
-        """One line on why entries remain (None when nothing does)."""
-        if not self.remaining:
-            return None
-        cause = str(self.last_error) if self.last_error else "no failure recorded"
-        bound = "timed out; " if self.timed_out else ""
-        return f"{self.remaining} pending after {self.failures} failed sends: {bound}{cause}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,10 +41,6 @@ class SyncStatus:
     channel: str
     failures: int
     running: bool
-
-
-class _Halted(Exception):
-    """Internal: stop() or close() asked the drain to end; never escapes the client."""
 
 
 class SyncClient:
@@ -114,20 +77,26 @@ class SyncClient:
         self._sleep: Callable[[float], object] = sleep if sleep is not None else self._halt.wait
         policy = retry or RetryPolicy()
         self._monotonic = monotonic
-        self._backoff = Backoff(policy, self._channels, rng or random.Random(), monotonic)
-        self._isolation = Isolation(policy.isolate_after)
-        self._failures = 0
         # Stamps use the device clock corrected by the server's (see _clock.py).
         self._server_clock = ServerClock(clock)
         self._outbox = Outbox(
             path, key, device_id=device_id, clock=self._server_clock.now, config=config
         )
-        self._server_clock.load(self._outbox)
+        self._reads = Reads(self._outbox.store)
+        self._box = DataBox(self._outbox)
+        self._server_clock.load(self._outbox.store)
         self._sync_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._crash: BaseException | None = None
-        self._stopped: SyncStopped | None = None
-        self._last_error: FieldsyncError | None = None
+        self._drainer = Drainer(
+            self._box,
+            Backoff(policy, self._channels, rng or random.Random(), monotonic),
+            Isolation(policy.isolate_after),
+            self._server_clock,
+            halt=self._halt,
+            sleep=self._sleep,
+            monotonic=monotonic,
+        )
         self._closed = False
 
     @property
@@ -177,7 +146,7 @@ class SyncClient:
         normalized, version = self._validate(collection, record_id, fields, kind)
 
         def add(tx: Tx) -> str:
-            return self._outbox.append(
+            return self._outbox.recorder.append(
                 tx,
                 collection=collection,
                 record_id=record_id,
@@ -186,10 +155,10 @@ class SyncClient:
                 schema_version=version,
             )
 
-        tx = self._outbox.current()
+        tx = self._outbox.recorder.current()
         if tx is not None:
             return add(tx)
-        with self._outbox.transaction() as tx:
+        with self._outbox.recorder.transaction() as tx:
             op_id = add(tx)
         self._wake.set()
         return op_id
@@ -201,7 +170,7 @@ class SyncClient:
         An exception inside rolls every record of the block back (no seq is used up).
         """
         self._check_open()
-        with self._outbox.transaction() as tx:
+        with self._outbox.recorder.transaction() as tx:
             yield tx.tx_id
         self._wake.set()
 
@@ -222,9 +191,10 @@ class SyncClient:
         # The background loop may hold the lock through a long retry: wait for it at
         # most ``timeout`` real seconds (a lock cannot wait on an injected clock).
         if not self._sync_lock.acquire(timeout=-1 if timeout is None else timeout):
-            return self._report(timed_out=True, error=self._last_error_as_client())
+            drainer = self._drainer
+            return drainer.report(timed_out=True, error=drainer.last_error_as_client())
         try:
-            return self._drain(deadline)
+            return self._drainer.run(deadline)
         finally:
             self._sync_lock.release()
 
@@ -262,13 +232,13 @@ class SyncClient:
 
     def status(self) -> SyncStatus:
         """Why syncing stopped (if it did), the last error, the channel in use."""
-        stopped = self._stopped
-        last = self._last_error
+        stopped = self._drainer.stopped
+        last = self._drainer.last_error
         return SyncStatus(
-            stopped=_describe(stopped) if stopped else None,
+            stopped=describe(stopped) if stopped else None,
             last_error=str(last) if last else None,
             channel=self._channels.current.name,
-            failures=self._backoff.failures,
+            failures=self._drainer.backoff_failures(),
             running=self._thread is not None and self._thread.is_alive(),
         )
 
@@ -277,29 +247,24 @@ class SyncClient:
     def stats(self) -> dict[str, int]:
         """Entry counts by state (every state present)."""
         self._check_open()
-        return self._outbox.stats()
+        return self._reads.stats()
 
-    def parked(self) -> list[ParkedEntry]:
+    def parked(self) -> list[OutboxEntry]:
         """Every parked entry, oldest first, with the server's code/field/message."""
         self._check_open()
-        found: list[ParkedEntry] = []
-        after = 0
-        while page := self._outbox.entries(state=State.PARKED, after_seq=after):
-            found.extend(page)
-            after = page[-1].seq
-        return found
+        return self._reads.parked()
 
     def entry(self, op_id: str) -> OutboxEntry:
         """The outbox entry with this op_id (raises UnknownEntry)."""
         self._check_open()
-        return self._outbox.entry(op_id)
+        return self._reads.entry(op_id)
 
     def entries(
         self, *, state: State | str | None = None, after_seq: int = 0, limit: int = 1000
     ) -> list[OutboxEntry]:
         """A page of outbox entries with seq > ``after_seq``, oldest first."""
         self._check_open()
-        return self._outbox.entries(state=state, after_seq=after_seq, limit=limit)
+        return self._reads.entries(state=state, after_seq=after_seq, limit=limit)
 
     def resubmit(self, op_id: str, fields: Mapping[str, Any] | None = None) -> str:
         """Send a parked entry again, with fixed ``fields`` (None: unchanged); new op_id.
@@ -308,25 +273,25 @@ class SyncClient:
         transaction. Raises EntryInvalid (nothing written) if ``fields`` are invalid.
         """
         self._check_open()
-        current = self._outbox.entry(op_id)
+        current = self._reads.entry(op_id)
         check(current.state, State.RESUBMITTED, op_id=op_id)
         values = current.fields if fields is None else fields
         normalized, version = self._validate(
             current.collection, current.record_id, values, current.kind
         )
-        new_id = self._outbox.resubmit(op_id, normalized, version, reason="resubmitted")
+        new_id = self._box.resubmit(op_id, normalized, version, reason="resubmitted")
         self._wake.set()
         return new_id
 
     def discard(self, op_id: str, reason: str) -> None:
         """Give up a parked entry for good; an audit row keeps it and the reason."""
         self._check_open()
-        self._outbox.discard(op_id, reason)
+        self._box.discard(op_id, reason)
 
     def audit_log(self) -> list[dict[str, Any]]:
         """Every discard and resubmit, oldest first."""
         self._check_open()
-        return self._outbox.audit_log()
+        return self._reads.audit_log()
 
     # -- internals ----------------------------------------------------------------
 
@@ -341,134 +306,19 @@ class SyncClient:
         normalized = self._registry.validate(collection, kind, fields)
         return normalized, self._registry.get(collection).schema_version
 
-    def _drain(self, deadline: float | None = None) -> SyncReport:
-        batches = sent = applied = duplicate = conflict = parked = 0
-        error: ClientError | None = None
-        timed_out = False
-        self._failures = 0
-        while True:
-            try:
-                if deadline is not None and self._monotonic() >= deadline:
-                    raise OutOfTime(None)
-                done = self._backoff.run(
-                    self._attempt, sleep=self._sleep, halt=self._halt, deadline=deadline
-                )
-            except OutOfTime as exc:
-                timed_out = True
-                last = exc.last if isinstance(exc.last, ClientError) else None
-                error = last or self._last_error_as_client()
-                break
-            except TransportError as exc:
-                error = exc
-                self._last_error = exc
-                break
-            except SyncStopped as exc:
-                error = exc
-                self._last_error = exc
-                self._stopped = exc
-                self._outbox.set_meta(STOPPED_KEY, _describe(exc))
-                break
-            except _Halted:
-                break
-            if done is None:
-                break
-            batch, result = done
-            batches += 1
-            sent += len(batch.entries)
-            applied += result.applied
-            duplicate += result.duplicate
-            conflict += result.conflict
-            parked += result.parked
-        totals = (batches, sent, applied, duplicate, parked, conflict)
-        return self._report(totals, error=error, timed_out=timed_out)
-
-    def _report(
-        self,
-        totals: tuple[int, ...] = (0,) * 6,
-        *,
-        error: ClientError | None,
-        timed_out: bool,
-    ) -> SyncReport:
-        batches, sent, applied, duplicate, parked, conflict = totals
-        counts = self._outbox.stats()
-        return SyncReport(
-            batches=batches,
-            sent=sent,
-            applied=applied,
-            duplicate=duplicate,
-            parked=parked,
-            remaining=counts[State.PENDING] + counts[State.IN_FLIGHT],
-            last_error=error,
-            conflict=conflict,
-            failures=self._failures,
-            timed_out=timed_out,
-            held=self._isolation.held_count(),
-        )
-
-    def _last_error_as_client(self) -> ClientError | None:
-        last = self._last_error
-        return last if isinstance(last, ClientError) else None
-
-    def _attempt(self, channel: Channel) -> tuple[Batch, Applied] | None:
-        """One try: take a batch, send it on ``channel``, apply the ack."""
-        if self._halt.is_set():
-            raise _Halted
-        taken = self._take(channel.metered)
-        if taken is None:
-            return None
-        batch, group = taken
-        try:
-            ack = channel.send(batch)
-            _check_ack(batch, ack, channel.name)
-        except Exception as exc:
-            self._failures += 1
-            if isinstance(exc, FieldsyncError):
-                self._last_error = exc  # shown by status() while the retry waits
-            if self._isolation.failed(_tx_ids(batch), group, exc):
-                self._outbox.park(batch, SERVER_ERROR, _server_error(exc, self._isolation))
-                return batch, Applied(parked=len(batch.entries))
-            self._outbox.release(batch)
-            raise
-        result = self._outbox.apply(batch, ack)
-        self._isolation.succeeded(group)
-        heal(self._outbox, self._server_clock, batch, ack)
-        self._backoff.succeeded()
-        self._last_error = None
-        if self._stopped is not None:
-            self._stopped = None
-            self._outbox.set_meta(STOPPED_KEY, None)
-        return batch, result
-
-    def _take(self, metered: bool) -> tuple[Batch, Group | None] | None:
-        """The next batch: fresh transactions first, the suspects set aside in turns."""
-        isolation = self._isolation
-        while True:
-            group = isolation.turn()
-            if group is None:
-                batch = self._outbox.take_batch(metered=metered, skip=isolation.held())
-                if batch is not None:
-                    return batch, None
-                group = isolation.next_group()
-                if group is None:
-                    return None
-            batch = self._outbox.take_transactions(group.tx_ids, metered=metered)
-            if batch is not None:
-                return batch, isolation.narrow(group, _tx_ids(batch))
-            isolation.drop(group)  # nothing of it is pending any more
-
     def _loop(self, interval: float) -> None:
         while not self._halt.is_set():
             self._wake.wait(interval)
             if self._halt.is_set():
                 return
             self._wake.clear()
-            if self._stopped is not None:
+            if self._drainer.stopped is not None:
                 continue  # paused until sync_now() gets through again
             try:
                 with self._sync_lock:
-                    self._drain()
+                    self._drainer.run()
             except FieldsyncError as exc:
-                self._last_error = exc  # e.g. the disk: the next pass tries again
+                self._drainer.last_error = exc  # e.g. the disk: the next pass tries again
             except BaseException as exc:
                 self._crash = exc  # a bug: end the loop, stop() re-raises it
                 return
@@ -476,34 +326,6 @@ class SyncClient:
     def _check_open(self) -> None:
         if self._closed:
             raise OutboxError("this SyncClient is closed", path=self._outbox.path)
-
-
-def _check_ack(batch: Batch, ack: Ack, channel: str) -> None:
-    sent = [e.op_id for e in batch.entries]
-    answered = [r.op_id for r in ack.results]
-    if ack.batch_id != batch.batch_id or answered != sent:
-        raise AckMismatch(
-            f"{channel}: the ack for batch {ack.batch_id} ({len(answered)} results) does not "
-            f"answer batch {batch.batch_id} ({len(sent)} entries)",
-            channel=channel,
-            batch_id=batch.batch_id,
-            device_id=batch.device_id,
-        )
-
-
-def _tx_ids(batch: Batch) -> list[str]:
-    """The batch's transactions, in order."""
-    return list(dict.fromkeys(e.tx_id for e in batch.entries))
-
-
-def _server_error(exc: BaseException, isolation: Isolation) -> str:
-    """The parked verdict's message: the server's status and code, and the proof."""
-    status = getattr(exc, "status", None)
-    code = getattr(exc, "code", None) or "no error code"
-    return (
-        f"HTTP {status} {code}: the server failed on this transaction "
-        f"{isolation.threshold} times in a row while it accepted other batches ({exc})"
-    )
 
 
 def _describe(exc: SyncStopped) -> str:

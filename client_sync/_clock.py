@@ -1,7 +1,7 @@
 """Server-corrected time for HLC stamps, and recovery from a device clock that runs ahead.
 
 Every ack carries the server's clock (``server_time_ms``). The device keeps the
-offset to its own clock (persisted in the outbox meta) and stamps with corrected
+offset to its own clock (persisted in the store's meta) and stamps with corrected
 time. A server refuses a stamp more than MAX_CLOCK_AHEAD_MS ahead of its clock
 (``clock_ahead``, the whole transaction parked); then ``heal`` pulls the device's
 last HLC back to the bound (never below it, so the device's later changes still
@@ -16,14 +16,16 @@ from collections.abc import Callable
 
 from conflict import hlc
 from protocol.constants import MAX_CLOCK_AHEAD_MS
-from protocol.model import Ack, Batch
+from protocol.model import Ack
 
-from ._outbox import Outbox
+from ._batches import OutgoingBatch
+from ._databox import DataBox
+from ._store import Store
 
-#: Outbox meta key holding the learnt offset (server minus device clock, ms).
+#: Store meta key holding the learnt offset (server minus device clock, ms).
 OFFSET_KEY = "clock_offset_ms"
 
-#: Offset change (ms) worth a write to the outbox; smaller changes are network jitter.
+#: Offset change (ms) worth a write to the store; smaller changes are network jitter.
 PERSIST_STEP_MS = 1_000
 
 
@@ -38,42 +40,39 @@ class ServerClock:
         """Corrected time in seconds since the epoch (what the outbox stamps with)."""
         return self._clock() + self.offset_ms / 1000
 
-    def load(self, outbox: Outbox) -> None:
+    def load(self, store: Store) -> None:
         """Take the offset an earlier run learnt."""
-        stored = outbox.get_meta(OFFSET_KEY)
+        stored = store.get_meta(OFFSET_KEY)
         self.offset_ms = int(stored) if stored else 0
 
-    def observe(self, outbox: Outbox, server_time_ms: int) -> None:
+    def observe(self, store: Store, server_time_ms: int) -> None:
         """Learn the offset from one ack; persist it when it moved more than jitter."""
         offset = server_time_ms - int(self._clock() * 1000)
         if abs(offset - self.offset_ms) >= PERSIST_STEP_MS:
-            outbox.set_meta(OFFSET_KEY, str(offset))
+            store.set_meta(OFFSET_KEY, str(offset))
         self.offset_ms = offset
 
 
-def heal(outbox: Outbox, clock: ServerClock, batch: Batch, ack: Ack) -> list[str]:
+def heal(box: DataBox, clock: ServerClock, batch: OutgoingBatch, ack: Ack) -> list[str]:
     """After an applied ack: correct the clock, resubmit ``clock_ahead`` transactions.
 
     Returns the new op_ids of the resubmitted entries (one per parked transaction).
     """
     if ack.server_time_ms is None:
         return []
-    clock.observe(outbox, ack.server_time_ms)
+    outbox = box.outbox
+    clock.observe(outbox.store, ack.server_time_ms)
     limit = int(clock.now() * 1000) + MAX_CLOCK_AHEAD_MS
-    last = outbox.get_meta("last_hlc")
-    if last is not None and hlc.parse(last).wall_ms > limit:
-        outbox.set_meta("last_hlc", str(hlc.Hlc(limit, 0, outbox.device_id)))
+    if outbox.recorder.last_hlc.wall_ms > limit:
+        outbox.recorder.pull_back(hlc.Hlc(limit, 0, outbox.device_id))
     done: set[str] = set()
     resubmitted: list[str] = []
-    for entry, result in zip(batch.entries, ack.results, strict=True):
-        if (
-            result.outcome.code == "clock_ahead"
-            and entry.tx_id not in done
-            and hlc.parse(entry.hlc).wall_ms > limit
-        ):
+    for op_id, result in zip(batch.op_ids, ack.results, strict=True):
+        if result.outcome.code != "clock_ahead":
+            continue
+        entry = box.reads.entry(op_id)
+        if entry.tx_id not in done and hlc.parse(entry.hlc).wall_ms > limit:
             done.add(entry.tx_id)
             reason = "clock_ahead: restamped with the server's time"
-            resubmitted.append(
-                outbox.resubmit(entry.op_id, entry.fields, entry.schema_version, reason)
-            )
+            resubmitted.append(box.resubmit(op_id, entry.fields, entry.schema_version, reason))
     return resubmitted

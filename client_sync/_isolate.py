@@ -73,6 +73,10 @@ class Isolation:
     head_tried: int = -1
     attempts: int = 0
 
+    def idle(self) -> bool:
+        """No strikes and nothing set aside: the next ordinary batch may be taken ahead."""
+        return not self.groups and self.head_strikes == 0
+
     def held(self) -> list[str]:
         """Every transaction set aside; ordinary batches skip them."""
         return [tx for g in self.groups for tx in g.tx_ids]

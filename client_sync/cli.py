@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,11 +16,8 @@ from typing import Any
 
 import click
 
+from client_sync import OutboxFile
 from protocol.errors import FieldsyncError
-
-from ._client import STOPPED_KEY
-from ._outbox import Outbox
-from ._states import State
 
 KEY_BYTES = 32
 #: Where ``--passphrase`` looks before it asks.
@@ -55,12 +51,8 @@ def status(db: str, key_file: str | None, passphrase: bool, as_json: bool) -> No
     """Entry counts by state, parked entries with their reasons, why sync stopped."""
     with _outbox(db, key_file, passphrase) as outbox:
         counts = outbox.stats()
-        parked = []
-        after = 0
-        while page := outbox.entries(state=State.PARKED, after_seq=after):
-            parked.extend(page)
-            after = page[-1].seq
-        stopped = outbox.get_meta(STOPPED_KEY)
+        parked = outbox.parked()
+        stopped = outbox.stopped()
         device_id = outbox.device_id
     if as_json:
         out: dict[str, Any] = {
@@ -155,13 +147,13 @@ def read_key(key_file: str) -> bytes:
 
 
 @contextmanager
-def _outbox(db: str, key_file: str | None, passphrase: bool) -> Iterator[Outbox]:
+def _outbox(db: str, key_file: str | None, passphrase: bool) -> Iterator[OutboxFile]:
     """Open an existing outbox for a tool: no creation, no in-flight recovery."""
     if not Path(db).exists():
         raise click.ClickException(f"no outbox at {db}")
     key = outbox_key(key_file, passphrase)
     try:
-        outbox = Outbox(db, key, device_id=None, clock=time.time, recover=False)
+        outbox = OutboxFile(db, key)
     except (FieldsyncError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     try:

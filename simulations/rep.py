@@ -26,9 +26,9 @@ from typing import Any
 
 import click
 
-from client_sync import HttpChannel, OutboxConfig, RetryPolicy, SyncClient
+from client_sync import HttpChannel, OutboxConfig, OutgoingBatch, RetryPolicy, SyncClient
 from client_sync.errors import SyncStopped
-from protocol import Batch, Collection, FieldSpec, Registry, crm_registry
+from protocol import Collection, FieldSpec, Registry, crm_registry
 from protocol.errors import ClientError
 from protocol.fieldtypes import String
 from protocol.model import Ack
@@ -125,7 +125,7 @@ class ObservedChannel:
         self._inner = inner
         self._events = events
 
-    def send(self, batch: Batch) -> Ack:
+    def send(self, batch: OutgoingBatch) -> Ack:
         """Send through the wrapped channel; log the attempt."""
         start = time.monotonic()
         try:
@@ -133,12 +133,12 @@ class ObservedChannel:
         except ClientError as exc:
             self._events.emit(
                 "attempt", ch=self.name, ok=False, err=type(exc).__name__,
-                status=getattr(exc, "status", None), n=len(batch.entries),
+                status=getattr(exc, "status", None), n=len(batch),
                 ms=round((time.monotonic() - start) * 1000, 1),
             )  # fmt: skip
             raise
         self._events.emit(
-            "attempt", ch=self.name, ok=True, n=len(batch.entries),
+            "attempt", ch=self.name, ok=True, n=len(batch),
             ms=round((time.monotonic() - start) * 1000, 1),
         )  # fmt: skip
         return ack

@@ -24,13 +24,15 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
-from client_sync import HttpChannel
+from client_sync import HttpChannel, OutgoingBatch
 from client_sync.errors import LinkFailure
-from protocol.model import Ack, Batch
+from protocol.codec import assemble_batch, compress, decode_batch, encode_entry
+from protocol.constants import PROTOCOL_VERSION
+from protocol.model import Ack, Entry
 from protocol.registry import Registry
 from server_sync import add_device, create_app
 from server_sync.extension import server_state
-from server_sync.models import ops
+from server_sync.models import devices, ops
 from simulations.rep import app_registry
 
 #: Fields of a customer that the device accepts and the real server refuses.
@@ -42,7 +44,30 @@ SIBLING_CODE = "tx_rejected"
 #: A script step: an exception to raise before the server sees the batch; "lost" (the
 #: server applies the batch, the answer never arrives: LinkFailure); "crash" (the
 #: server applies it, then SimulatedCrash); or a callable answering the batch.
-Step = BaseException | str | Callable[[Batch], Ack]
+Step = BaseException | str | Callable[[OutgoingBatch], Ack]
+
+
+def entries_of(batch: OutgoingBatch) -> tuple[Entry, ...]:
+    """The entries a batch's bytes hold, decoded as the server decodes them."""
+    return decode_batch(batch.body).entries
+
+
+def outgoing(
+    entries: tuple[Entry, ...], batch_id: str = "batch-1", version: str = PROTOCOL_VERSION
+) -> OutgoingBatch:
+    """A batch of hand-made entries, as the outbox would hand it to a channel."""
+    device_id = entries[0].device_id
+    return OutgoingBatch(
+        batch_id=batch_id,
+        device_id=device_id,
+        protocol_version=version,
+        op_ids=tuple(e.op_id for e in entries),
+        tx_ids=tuple(dict.fromkeys(e.tx_id for e in entries)),
+        body=(
+            body := assemble_batch(version, batch_id, device_id, [encode_entry(e) for e in entries])
+        ),
+        gzipped=compress(body),
+    )
 
 
 def lenient_registry() -> Registry:
@@ -85,6 +110,15 @@ class RealServer:
         """Enrol a device, as ``fieldsync-server devices add`` does."""
         with self.engine.begin() as conn:
             return Enrolled(*add_device(conn, name))
+
+    def enrol_as(self, device_id: str, name: str = "rep") -> Enrolled:
+        """Enrol a device under a given id (an outbox made elsewhere names its device)."""
+        made = self.enrol(name)
+        with self.engine.begin() as conn:
+            conn.execute(
+                devices.update().where(devices.c.id == made.device_id).values(id=device_id)
+            )
+        return Enrolled(device_id, made.token)
 
     def transport(self) -> httpx.WSGITransport:
         """An httpx transport into the app."""
@@ -137,11 +171,11 @@ class ScriptedChannel:
         self.metered = inner.metered
         self.script: list[Step] = list(script or [])
         self.forever = forever
-        self.batches: list[Batch] = []
+        self.batches: list[OutgoingBatch] = []
         self.closed = False
         self._sent = threading.Condition()
 
-    def send(self, batch: Batch) -> Ack:
+    def send(self, batch: OutgoingBatch) -> Ack:
         """Play the next step of the script; with none left, deliver to the server."""
         with self._sent:
             self.batches.append(batch)
@@ -181,6 +215,6 @@ class Offline:
     def __init__(self, name: str = "wifi") -> None:
         self.name = name
 
-    def send(self, batch: Batch) -> Ack:
+    def send(self, batch: OutgoingBatch) -> Ack:
         """Fail as a dead network does."""
         raise LinkFailure(f"{self.name}: offline", channel=self.name)

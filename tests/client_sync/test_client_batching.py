@@ -2,24 +2,31 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from client_sync import OutboxConfig, State, SyncClient
+from client_sync import OutboxConfig, OutgoingBatch, State, SyncClient
 from client_sync.errors import AckMismatch
-from protocol import Collection, FieldSpec, Registry, encode_batch
-from protocol.codec import canonical_json
+from protocol import Collection, FieldSpec, Registry
+from protocol.codec import encode_entry
 from protocol.constants import (
     MAX_BATCH_BYTES,
     MAX_ENTRIES_PER_BATCH,
     MAX_ENTRIES_PER_METERED_BATCH,
 )
 from protocol.fieldtypes import String
-from protocol.model import Ack, Batch
-from tests._doubles import BAD, BAD_VERDICT, Enrolled, RealServer, ScriptedChannel, SimulatedCrash
+from protocol.model import Ack
+from tests._doubles import (
+    BAD,
+    BAD_VERDICT,
+    Enrolled,
+    RealServer,
+    ScriptedChannel,
+    SimulatedCrash,
+    entries_of,
+)
 from tests.client_sync.conftest import Link
 
 MakeClient = Callable[..., SyncClient]
@@ -35,10 +42,10 @@ def record_txs(client: SyncClient, sizes: list[int], bad: bool = False) -> list[
     return txs
 
 
-def tx_sizes(batch: Batch) -> list[int]:
+def tx_sizes(batch: OutgoingBatch) -> list[int]:
     sizes: list[int] = []
     last = None
-    for entry in batch.entries:
+    for entry in entries_of(batch):
         if entry.tx_id != last:
             sizes.append(0)
             last = entry.tx_id
@@ -53,11 +60,11 @@ def test_unmetered_batches_fill_up_to_the_protocol_limit_with_whole_transactions
     client = make_client([wifi])
     record_txs(client, [300, 150, 100, 1])
     report = client.sync_now()
-    assert [len(b.entries) for b in wifi.batches] == [450, 101]
+    assert [len(b) for b in wifi.batches] == [450, 101]
     assert [tx_sizes(b) for b in wifi.batches] == [[300, 150], [100, 1]]
-    assert max(len(b.entries) for b in wifi.batches) <= MAX_ENTRIES_PER_BATCH
+    assert max(len(b) for b in wifi.batches) <= MAX_ENTRIES_PER_BATCH
     assert (report.batches, report.sent, report.applied, report.remaining) == (2, 551, 551, 0)
-    seqs = [e.seq for b in wifi.batches for e in b.entries]
+    seqs = [e.seq for b in wifi.batches for e in entries_of(b)]
     assert seqs == list(range(1, 552))  # oldest first, nothing skipped or repeated
 
 
@@ -70,8 +77,7 @@ def test_metered_batches_are_smaller_and_a_big_transaction_goes_alone(
     client.sync_now()
     assert [tx_sizes(b) for b in cellular.batches] == [[60], [60, 30], [150], [10]]
     assert all(
-        len(b.entries) <= MAX_ENTRIES_PER_METERED_BATCH or len(tx_sizes(b)) == 1
-        for b in cellular.batches
+        len(b) <= MAX_ENTRIES_PER_METERED_BATCH or len(tx_sizes(b)) == 1 for b in cellular.batches
     )
     assert client.stats()["acked"] == 310
 
@@ -91,12 +97,12 @@ def test_batches_stay_within_the_byte_limit_and_are_filled_tightly(
     for i in range(100, 200):
         client.record("docs", f"d{i}", {"body": body})
     client.sync_now()
-    sizes = [len(encode_batch(b)) for b in wifi.batches]
+    sizes = [len(b.body) for b in wifi.batches]
     assert all(size <= MAX_BATCH_BYTES for size in sizes)
-    entry_size = len(canonical_json(dataclasses.asdict(wifi.batches[0].entries[0])))
+    entry_size = len(encode_entry(entries_of(wifi.batches[0])[0]))
     for size in sizes[:-1]:
         assert size + entry_size + 1 > MAX_BATCH_BYTES  # the next entry would not have fit
-    assert sum(len(b.entries) for b in wifi.batches) == 200
+    assert sum(len(b) for b in wifi.batches) == 200
     assert tx_sizes(wifi.batches[0])[0] == 100
     assert len(server.applied(device)) == 200
     server.close()
@@ -124,7 +130,7 @@ def test_parked_entries_do_not_block_later_transactions(
 
     later = record_txs(client, [1])
     client.sync_now()
-    assert [e.op_id for e in wifi.batches[-1].entries] == later[0]  # parked not resent
+    assert list(wifi.batches[-1].op_ids) == later[0]  # parked not resent
     assert {op for tx in good + later for op in tx} == server.applied(device)
 
 
@@ -146,7 +152,7 @@ def test_a_lost_ack_is_retried_and_answered_as_duplicate(
 def test_an_ack_that_does_not_answer_the_batch_stops_and_keeps_everything(
     make_client: MakeClient, link: Link
 ) -> None:
-    def wrong(batch: Batch) -> Ack:
+    def wrong(batch: OutgoingBatch) -> Ack:
         ack = wifi.inner.send(batch)
         return Ack("another-batch", ack.results)
 

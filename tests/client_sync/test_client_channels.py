@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from client_sync import Channel, ChannelSet, HttpChannel, RetryPolicy, SyncClient
+from client_sync import Channel, ChannelSet, HttpChannel, OutgoingBatch, RetryPolicy, SyncClient
 from client_sync.errors import (
     AuthRejected,
     BatchRefused,
@@ -21,22 +21,21 @@ from client_sync.errors import (
     TransportError,
     UpgradeRequired,
 )
-from protocol import PROTOCOL_VERSION
-from protocol.model import Batch, Entry
-from tests._doubles import Enrolled, Offline, RealServer
+from protocol.model import Entry
+from tests._doubles import Enrolled, Offline, RealServer, outgoing
 from tests.client_sync.conftest import Link
 
 MakeClient = Callable[..., SyncClient]
 Handler = Callable[[httpx.Request], httpx.Response]
 
 
-def a_batch(n: int = 2, device_id: str = "dev-1") -> Batch:
+def a_batch(n: int = 2, device_id: str = "dev-1") -> OutgoingBatch:
     entries = tuple(
         Entry(f"op-{i}", device_id, i, "tx-1", n, f"1700000000000-0000{i}-{device_id}",
               "customers", f"c{i}", "upsert", {"name": f"C{i}"}, 1)
         for i in range(1, n + 1)
     )  # fmt: skip
-    return Batch(PROTOCOL_VERSION, "batch-1", device_id, entries)
+    return outgoing(entries)
 
 
 class Recording(httpx.BaseTransport):

@@ -35,7 +35,7 @@ def test_first_failures_wait_3_then_30_then_the_next_attempt_goes_out_on_cellula
     report = client.sync_now()
     assert sleeps == [3.0, 30.0]  # no wait before the first try on a fresh channel
     assert (len(wifi.batches), len(cellular.batches)) == (3, 1)
-    assert [e.op_id for e in cellular.batches[0].entries] == [op]
+    assert list(cellular.batches[0].op_ids) == [op]
     assert (report.applied, report.remaining, report.last_error) == (1, 0, None)
     assert client.status().channel == "cellular"  # it stays on the channel that worked
 

@@ -12,14 +12,14 @@ import httpx
 import pytest
 from flask import Flask
 
-from client_sync import HttpChannel, RetryPolicy, State, SyncClient
+from client_sync import HttpChannel, OutgoingBatch, RetryPolicy, State, SyncClient
 from client_sync._clock import OFFSET_KEY
 from conflict import hlc
 from protocol.constants import MAX_CLOCK_AHEAD_MS
-from protocol.model import Ack, Batch, Result
+from protocol.model import Ack, Result
 from server_sync import add_device, create_app, get_record
 from server_sync.extension import server_state
-from tests._doubles import FakeClock
+from tests._doubles import FakeClock, entries_of
 
 DAY_S = 86_400.0
 
@@ -91,7 +91,7 @@ def test_a_device_a_day_ahead_is_restamped_and_delivers_everything(
         again = client.sync_now()
         assert (again.batches, again.applied, again.parked) == (1, 1, 0)
         assert _record(app, "c4") is not None
-        offset = int(client._outbox.get_meta(OFFSET_KEY) or 0)
+        offset = int(client._outbox.store.get_meta(OFFSET_KEY) or 0)
         assert -DAY_S * 1000 - 60_000 < offset < -DAY_S * 1000 + 60_000
 
     # And it survives a restart: the offset is in the outbox, no refused round first.
@@ -109,12 +109,12 @@ class _AlwaysAhead:
 
     def __init__(self, server_time_ms: int) -> None:
         self.server_time_ms = server_time_ms
-        self.sent: list[Batch] = []
+        self.sent: list[OutgoingBatch] = []
 
-    def send(self, batch: Batch) -> Ack:
+    def send(self, batch: OutgoingBatch) -> Ack:
         self.sent.append(batch)
         results = tuple(
-            Result(e.op_id, "rejected", "clock_ahead", "hlc", "ahead") for e in batch.entries
+            Result(op_id, "rejected", "clock_ahead", "hlc", "ahead") for op_id in batch.op_ids
         )
         return Ack(batch.batch_id, results, self.server_time_ms)
 
@@ -131,7 +131,7 @@ def test_a_restamped_entry_is_resubmitted_once_never_in_a_loop(tmp_path: Path) -
         assert len(channel.sent) == 2  # the original, then the restamped copy: no more
         replaced = client.entry(op_id).replaced_by or ""
         assert client.entry(replaced).state is State.PARKED  # left for a person
-        wall = hlc.parse(channel.sent[1].entries[0].hlc).wall_ms
+        wall = hlc.parse(entries_of(channel.sent[1])[0].hlc).wall_ms
         assert wall <= channel.server_time_ms + MAX_CLOCK_AHEAD_MS + 1_000
 
 

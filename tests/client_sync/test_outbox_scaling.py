@@ -14,7 +14,7 @@ KEY = bytes(range(32))
 
 
 def _plans(client: SyncClient, statements: list[tuple[str, Any]]) -> list[tuple[str, str]]:
-    engine = client._outbox._engine
+    engine = client._outbox.store._engine
     found = []
     with engine.connect() as conn:
         for sql, params in statements:
@@ -43,13 +43,13 @@ def test_moving_a_batch_finds_its_rows_by_op_id_not_by_walking_a_state(tmp_path:
                     client.record("customers", f"c-{t}-{i}", {"name": f"Customer {i}"})
         statements: list[tuple[str, Any]] = []
 
-        @event.listens_for(client._outbox._engine, "before_cursor_execute")
+        @event.listens_for(client._outbox.store._engine, "before_cursor_execute")
         def _capture(_c: Any, _cur: Any, sql: str, params: Any, _ctx: Any, _many: bool) -> None:
             if sql.lstrip().upper().startswith("UPDATE ENTRIES"):
                 statements.append((sql, params))
 
         assert client.sync_now().remaining == 0
-        event.remove(client._outbox._engine, "before_cursor_execute", _capture)
+        event.remove(client._outbox.store._engine, "before_cursor_execute", _capture)
         plans = _plans(client, statements)
     finally:
         client.close()

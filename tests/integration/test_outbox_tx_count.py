@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -9,10 +10,11 @@ from typing import Any
 import pytest
 import sqlcipher3
 
-from client_sync import OutboxConfig
-from protocol import Batch, EntryInvalid, encode_batch, to_wire
-from protocol.codec import canonical_json
+from client_sync import OutboxConfig, OutgoingBatch
+from protocol import EntryInvalid
+from protocol.codec import canonical_json, encode_entry
 from simulations.rep import app_registry
+from tests._doubles import entries_of
 from tests.integration.test_inprocess import Setup, make_setup
 
 KEY = b"k" * 32  # what Setup.client opens the outbox with
@@ -34,19 +36,20 @@ def raw(path: Path) -> sqlcipher3.Connection:
 
 
 def stored(path: Path) -> dict[str, tuple[int, int]]:
-    """op_id -> (tx_count, size) as the outbox file holds them."""
+    """op_id -> (tx_count, size) as the outbox file holds them (tx_count in the bytes)."""
     conn = raw(path)
     try:
-        return {op: (n, size) for op, n, size in conn.execute(
-            "SELECT op_id, tx_count, size FROM entries")}  # fmt: skip
+        rows = conn.execute("SELECT op_id, size, body FROM entries").fetchall()
     finally:
         conn.close()
+    assert all(size == len(body) for _, size, body in rows)
+    return {op: (json.loads(body)["tx_count"], size) for op, size, body in rows}
 
 
-def wire_size(batch: Batch, op_id: str) -> int:
+def wire_size(batch: OutgoingBatch, op_id: str) -> int:
     """Bytes of one entry in the canonical encoding of a batch."""
-    (entry,) = [e for e in to_wire(batch)["entries"] if e["op_id"] == op_id]
-    return len(canonical_json(entry))
+    (entry,) = [e for e in entries_of(batch) if e.op_id == op_id]
+    return len(encode_entry(entry))
 
 
 def test_each_entry_carries_its_transactions_size(setup: Setup) -> None:
@@ -62,7 +65,7 @@ def test_each_entry_carries_its_transactions_size(setup: Setup) -> None:
 
 def test_stored_sizes_are_exact_at_commit(setup: Setup) -> None:
     """``size`` is what the batch encoding takes: sized widest while open, exact after."""
-    sent: list[Batch] = []
+    sent: list[OutgoingBatch] = []
     with setup.client() as client:
         with client.transaction():
             ops = [client.record("customers", f"c{i}", {"name": "n" * i}) for i in range(12)]
@@ -85,8 +88,8 @@ def test_a_transaction_at_the_byte_limit_still_fits_its_batch(setup: Setup) -> N
                     client.record("customers", f"c{i}", {"name": "x" * 40})
                     recorded += 1
         batch = client._outbox.take_batch(metered=False)
-        assert batch is not None and len(batch.entries) == recorded
-        assert len(encode_batch(batch)) <= config.max_batch_bytes
+        assert batch is not None and len(batch) == recorded
+        assert len(batch.body) <= config.max_batch_bytes
         client._outbox.release(batch)
         assert client.sync_now().applied == recorded
 
@@ -108,7 +111,7 @@ def test_resubmitted_siblings_form_a_new_whole_transaction(setup: Setup) -> None
     assert counts[bad][0] == 3
 
 
-# --- layout 1 -> 2 -----------------------------------------------------------------
+# --- layout 1 -> 3 -----------------------------------------------------------------
 
 _LAYOUT_1 = [
     """CREATE TABLE entries (seq INTEGER NOT NULL, op_id VARCHAR NOT NULL,
@@ -190,11 +193,11 @@ def test_a_layout_1_outbox_opens_upgrades_and_syncs(setup: Setup) -> None:
 
     conn = raw(path)
     try:
-        assert conn.execute("pragma user_version").fetchone()[0] == 2
+        assert conn.execute("pragma user_version").fetchone()[0] == 3
     finally:
         conn.close()
     assert [after[r["op_id"]][0] for r in old] == [1, 2, 2, 1]
-    for entry in batch.entries:  # sizes grew by exactly the new member
-        assert after[entry.op_id][1] == wire_size(batch, entry.op_id)
+    for op_id in batch.op_ids:  # the stored bytes are the bytes sent
+        assert after[op_id][1] == wire_size(batch, op_id)
     assert (report.applied, report.remaining) == (3, 0)
     assert [r.op_id for r in setup.stored()] == [r["op_id"] for r in old[1:]] + [new]

@@ -10,9 +10,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from client_sync import HttpChannel
+from client_sync import HttpChannel, OutgoingBatch
 from client_sync.errors import LinkFailure
-from protocol import Batch
+from protocol.codec import assemble_batch, compress
 from protocol.constants import PROTOCOL_VERSION
 from simulations.proxy import (
     Bandwidth,
@@ -221,7 +221,8 @@ def test_a_captive_portal_answers_html_200_and_the_client_does_not_take_it(
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
     assert echo.received == b""  # never reached the server
-    batch = Batch(PROTOCOL_VERSION, "b1", "dev", ())
+    body = assemble_batch(PROTOCOL_VERSION, "b1", "dev", ())
+    batch = OutgoingBatch("b1", "dev", PROTOCOL_VERSION, (), (), body, compress(body))
     with (
         HttpChannel("wifi", f"http://127.0.0.1:{proxy.port}", "t") as channel,
         pytest.raises(LinkFailure, match="captive portal"),

@@ -1,0 +1,53 @@
+"""OutboxFile: an existing outbox opened by a tool (``fieldsync status``), not by the app."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from ._databox import DataBox
+from ._drain import STOPPED_KEY
+from ._outbox import Outbox
+from ._reads import OutboxEntry, Reads
+
+
+class OutboxFile:
+    """An outbox opened by a tool: never created, in-flight entries left as they are."""
+
+    def __init__(self, path: str | Path, key: bytes | str) -> None:
+        self._outbox = Outbox(path, key, device_id=None, clock=time.time, recover=False)
+        self._reads = Reads(self._outbox.store)
+        self._box = DataBox(self._outbox)
+        self.path = self._outbox.path
+        self.device_id = self._outbox.device_id
+
+    def __enter__(self) -> OutboxFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the file."""
+        self._outbox.close()
+
+    def stats(self) -> dict[str, int]:
+        """Entry counts by state (every state present)."""
+        return self._reads.stats()
+
+    def parked(self) -> list[OutboxEntry]:
+        """Every parked entry, oldest first."""
+        return self._reads.parked()
+
+    def audit_log(self) -> list[dict[str, Any]]:
+        """Every discard and resubmit, oldest first."""
+        return self._reads.audit_log()
+
+    def stopped(self) -> str | None:
+        """Why syncing last stopped (None: it did not)."""
+        return self._outbox.store.get_meta(STOPPED_KEY)
+
+    def discard(self, op_id: str, reason: str) -> None:
+        """Give up a parked entry; audited."""
+        self._box.discard(op_id, reason)
