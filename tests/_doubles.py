@@ -79,6 +79,22 @@ class SimulatedCrash(BaseException):
     """The process dying mid-send: a BaseException, so nothing on the way catches it."""
 
 
+class FakeTime:
+    """A monotonic clock that moves only when the client sleeps; sleeps are recorded."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        """Record the wait and move the clock past it."""
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
 class FakeClock:
     """Wall-clock seconds that advance by ``step`` on every read."""
 

@@ -18,28 +18,14 @@ from client_sync.errors import LinkFailure, ServerBusy
 from server_sync import add_device, create_app
 from server_sync.extension import server_state
 from simulations.procs import free_port
+from tests._doubles import FakeTime
 
 KEY = bytes(range(32))
 
 
-class FakeTime:
-    """A monotonic clock that moves only when the client sleeps; sleeps are recorded."""
-
-    def __init__(self) -> None:
-        self.now = 50.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
 @pytest.fixture
 def clock() -> FakeTime:
-    return FakeTime()
+    return FakeTime(start=50.0)
 
 
 def make_client(tmp: Path, channel: HttpChannel, clock: FakeTime, device_id: str) -> SyncClient:

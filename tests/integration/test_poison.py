@@ -21,6 +21,7 @@ from client_sync import HttpChannel, RetryPolicy, State, SyncClient
 from client_sync.errors import LinkFailure, ServerBusy
 from server_sync import create_app
 from simulations.procs import LiveServer, free_port, scratch_schema, server_cli, server_process
+from tests._doubles import FakeTime
 
 KEY = b"p" * 32
 
@@ -41,21 +42,6 @@ PG_TRIGGER = (
     """,
     "CREATE TRIGGER poison BEFORE INSERT ON ops FOR EACH ROW EXECUTE FUNCTION poison()",
 )
-
-
-class FakeTime:
-    """A monotonic clock that moves only when the client sleeps; sleeps are recorded."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 def client_for(
