@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import ast
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import client_sync
+from tests._child import run_python
 
 PACKAGE = Path(client_sync.__file__).parent
 
@@ -16,9 +15,7 @@ PACKAGE = Path(client_sync.__file__).parent
 def test_importing_every_module_loads_no_server_code() -> None:
     modules = sorted(f"client_sync.{p.stem}" for p in PACKAGE.glob("*.py") if p.stem != "__init__")
     code = f"import sys, json, {', '.join(modules)}; print(json.dumps(sorted(sys.modules)))"
-    out = subprocess.run(
-        [sys.executable, "-c", code], check=True, capture_output=True, text=True
-    ).stdout
+    out = run_python(code).stdout
     loaded = set(json.loads(out))
     assert "client_sync._outbox" in loaded
     assert not {m for m in loaded if m.split(".")[0] in {"server_sync", "peer", "simulations"}}

@@ -5,8 +5,6 @@ from __future__ import annotations
 import hashlib
 import shutil
 import sqlite3
-import subprocess
-import sys
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +15,7 @@ import sqlcipher3
 from client_sync import OutboxConfig, State, SyncClient
 from client_sync.errors import IllegalTransition, OutboxError, UnknownEntry, WrongKey
 from protocol.errors import EntryInvalid
+from tests._child import run_python
 from tests._doubles import BAD, BAD_VERDICT, SIBLING_CODE, FakeClock, Offline
 from tests.client_sync.conftest import Link
 
@@ -179,13 +178,7 @@ def test_wrong_key_prints_nothing_on_stderr_in_a_fresh_process(db_path: Path) ->
             print("wrong key:", exc)
         """
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    done = run_python(script)
     assert done.stdout.startswith("wrong key: this key does not open")
     assert done.stderr == ""
 

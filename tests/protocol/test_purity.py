@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
+
+from tests._child import run_python
 
 # ``socket`` itself is not listed: marshmallow imports stdlib email.utils, which
 # imports it without opening anything. What must never load is a client of a network
@@ -30,8 +30,6 @@ FORBIDDEN = (
 @pytest.mark.parametrize("package", ["protocol", "conflict"])
 def test_core_imports_no_io(package: str) -> None:
     code = f"import sys, json, {package}; print(json.dumps(sorted(sys.modules)))"
-    out = subprocess.run(
-        [sys.executable, "-c", code], check=True, capture_output=True, text=True
-    ).stdout
+    out = run_python(code).stdout
     loaded = set(json.loads(out))
     assert not loaded & set(FORBIDDEN), loaded & set(FORBIDDEN)

@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+
+from tests._child import run_python
 
 
 def test_server_sync_does_not_import_client_sync() -> None:
     modules = "server_sync.cli, server_sync.wsgi"
     code = f"import sys, json, {modules}; print(json.dumps(sorted(sys.modules)))"
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        check=True,
-        capture_output=True,
-        text=True,
-        env={"FIELDSYNC_DATABASE_URL": "sqlite://", "PATH": ""},
-    ).stdout
+    out = run_python(code, env={"FIELDSYNC_DATABASE_URL": "sqlite://", "PATH": ""}).stdout
     loaded = set(json.loads(out))
     assert "server_sync.service" in loaded
     assert not {m for m in loaded if m.split(".")[0] in {"client_sync", "peer", "simulations"}}

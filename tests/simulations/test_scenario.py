@@ -16,6 +16,7 @@ from simulations.scenario import (
     builtin_names,
     load_scenario,
 )
+from tests._child import run_python
 
 BUILTIN = [
     "bulk-import",
@@ -151,12 +152,7 @@ def test_a_builtin_schedule_is_the_same_in_a_fresh_interpreter() -> None:
         "import json; from simulations.scenario import load_scenario, build_schedule; "
         "print(json.dumps(build_schedule(load_scenario('subway-day')).as_dict()))"
     )
-    runs = [
-        subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
-        ).stdout
-        for _ in range(2)
-    ]
+    runs = [run_python(code).stdout for _ in range(2)]
     assert runs[0] == runs[1]
     assert '"no signal"' in runs[0]
 
