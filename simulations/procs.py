@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, cast
 
 import httpx
 import sqlalchemy as sa
@@ -142,16 +145,33 @@ def server_process(
     cmd = [sys.executable, "-m", "server_sync.cli", "serve", "--host", HOST, "--port", str(port)]
     cmd += extra_args
     env = {**os.environ, "FIELDSYNC_DATABASE_URL": database_url}
-    out = log.open("ab") if log is not None else subprocess.DEVNULL
-    proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://{HOST}:{port}"
-    try:
-        wait_ready(url, proc=proc)
-        yield LiveServer(url, database_url)
-    finally:
-        stop(proc)
-        if log is not None and not isinstance(out, int):
-            out.close()
+    # Without a log of the caller's, the output still goes to a file: a server that
+    # dies before it is ready must say why.
+    with contextlib.ExitStack() as files:
+        out = cast(
+            IO[bytes],
+            files.enter_context(
+                log.open("ab") if log is not None else tempfile.TemporaryFile()  # noqa: SIM115
+            ),
+        )
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+        url = f"http://{HOST}:{port}"
+        try:
+            try:
+                wait_ready(url, proc=proc)
+            except (RuntimeError, TimeoutError) as exc:
+                raise RuntimeError(f"{exc}\n--- server output ---\n{_tail(out)}") from exc
+            yield LiveServer(url, database_url)
+        finally:
+            stop(proc)
+
+
+def _tail(out: IO[bytes], most: int = 8_000) -> str:
+    """The last ``most`` bytes a child wrote to ``out``, as text."""
+    out.flush()
+    out.seek(0, os.SEEK_END)
+    out.seek(max(0, out.tell() - most))
+    return out.read().decode("utf-8", "replace")
 
 
 def stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
