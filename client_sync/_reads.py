@@ -8,6 +8,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from protocol.codec import decode_entry
+
 from ._states import State
 from ._store import Store
 from ._tables import audit_t, entries_t
@@ -99,17 +101,17 @@ def row_of(conn: Any, op_id: str, path: str) -> Row:
 
 def view(row: Row) -> OutboxEntry:
     """An app's view of a row: the entry decoded from its stored bytes, and its state."""
-    entry = json.loads(row.body)
+    entry = decode_entry(row.body)
     return OutboxEntry(
         op_id=row.op_id,
         seq=row.seq,
         tx_id=row.tx_id,
-        hlc=entry["hlc"],
-        collection=entry["collection"],
-        record_id=entry["record_id"],
-        kind=entry["kind"],
-        fields=entry["fields"],
-        schema_version=entry["schema_version"],
+        hlc=entry.hlc,
+        collection=entry.collection,
+        record_id=entry.record_id,
+        kind=entry.kind,
+        fields=entry.fields,
+        schema_version=entry.schema_version,
         state=State(row.state),
         attempts=row.attempts,
         status=row.status,

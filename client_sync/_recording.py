@@ -21,7 +21,6 @@ at that COMMIT (``synchronous=FULL``).
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -32,7 +31,7 @@ from sqlalchemy.engine import Connection
 from uuid6 import uuid7
 
 from conflict import hlc as hlc_mod
-from protocol.codec import batch_overhead, encode_entry
+from protocol.codec import batch_overhead, decode_entry, encode_entry
 from protocol.errors import EntryInvalid
 from protocol.model import Entry, Kind
 
@@ -202,7 +201,7 @@ def _derive(conn: Connection, device_id: str) -> tuple[int, hlc_mod.Hlc]:
     last = conn.exec_driver_sql("SELECT seq, body FROM entries ORDER BY seq DESC LIMIT 1").first()
     next_seq, stamp = 1, hlc_mod.zero(device_id)
     if last is not None:
-        next_seq, stamp = last.seq + 1, hlc_mod.parse(json.loads(last.body)["hlc"])
+        next_seq, stamp = last.seq + 1, hlc_mod.parse(decode_entry(last.body).hlc)
     floor = meta_value(conn, tables.FLOOR_KEY)
     if floor is not None:
         seq_text, _, hlc_text = floor.partition(" ")

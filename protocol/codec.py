@@ -113,6 +113,11 @@ def encode_entry(entry: Entry) -> bytes:
     return canonical_json(entry)  # an Entry has no None member: its wire form is itself
 
 
+def decode_entry(data: bytes | str) -> Entry:
+    """The entry ``encode_entry`` wrote (trusted: our own storage, not the wire)."""
+    return Entry(**json.loads(data))
+
+
 def to_wire_entry(entry: Entry) -> dict[str, Any]:
     """The plain-dict wire form of one entry (``fields`` kept whole, nulls included)."""
     return cast(dict[str, Any], _plain(entry))

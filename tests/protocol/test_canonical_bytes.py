@@ -15,6 +15,7 @@ from protocol.codec import (
     batch_overhead,
     batch_size,
     canonical_json,
+    decode_entry,
     decode_result,
     encode_batch,
     encode_entry,
@@ -189,3 +190,8 @@ def _definition(value: object) -> bytes:
     return json.dumps(
         value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
     ).encode()
+
+
+def test_stored_entry_bytes_decode_to_the_entry() -> None:
+    assert decode_entry(PINNED_ENTRY) == ENTRY
+    assert decode_entry(PINNED_ENTRY.decode()) == ENTRY
