@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,13 +15,15 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from conflict import Hlc
 from protocol import PROTOCOL_VERSION, Ack, Batch, Entry, compress, decode_ack, encode_batch
-from server_sync import add_device, create_app
+from server_sync import add_device, create_app, create_engine
+from server_sync.db import alembic_config
 from server_sync.extension import server_state
 from simulations.procs import scratch_schema, wait_ready
 from tests.whole import UNSET, whole
@@ -107,6 +111,32 @@ def error_of(response: TestResponse | httpx.Response) -> dict[str, Any]:
     assert set(error) == {"code", "message", "details"}, error
     assert isinstance(error["message"], str) and error["message"]
     return dict(error)
+
+
+def migrate(engine: sa.Engine, revision: str, down: bool = False) -> None:
+    """Move ``engine``'s database to ``revision`` with Alembic (up, or down)."""
+    config = alembic_config()
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        (command.downgrade if down else command.upgrade)(config, revision)
+
+
+@contextmanager
+def database_at(
+    revision: str, *, sqlite: Path | None = None, pg_url: str | None = None
+) -> Iterator[sa.Engine]:
+    """An engine on a database at ``revision``: a new SQLite file, or a PostgreSQL scratch
+    schema (migrated to head, then down), disposed (and dropped) afterwards."""
+    with contextlib.ExitStack() as stack:
+        if pg_url is not None:
+            url = stack.enter_context(scratch_schema(pg_url, "fs_mig"))
+        else:
+            assert sqlite is not None
+            url = f"sqlite:///{sqlite}"
+        engine = create_engine(url)
+        stack.callback(engine.dispose)
+        migrate(engine, revision, down=pg_url is not None)
+        yield engine
 
 
 @pytest.fixture

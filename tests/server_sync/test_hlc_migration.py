@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from alembic import command
 
-from server_sync import add_device, create_app, create_engine, upgrade
-from server_sync.db import alembic_config, current_revision
+from server_sync import add_device, create_app, upgrade
+from server_sync.db import current_revision
 from server_sync.extension import server_state
 from server_sync.service import get_record
-from simulations.procs import scratch_schema
 
-from .conftest import Wire
+from .conftest import Wire, database_at
 
 #: (stored stamp text, the numbers and node it must carry over to, canonical text).
 LEGACY = [
@@ -28,13 +25,6 @@ LEGACY = [
     ),
     ("1700000000000-0000²-n3", (1_700_000_000_000, 2, "n3"), "1700000000000-00002-n3"),
 ]
-
-
-def _migrate(engine: sa.Engine, revision: str, down: bool = False) -> None:
-    config = alembic_config()
-    with engine.begin() as conn:
-        config.attributes["connection"] = conn
-        (command.downgrade if down else command.upgrade)(config, revision)
 
 
 def _populate(engine: sa.Engine) -> None:
@@ -88,38 +78,21 @@ def _newer_write_wins(url: str) -> None:
         engine.dispose()
 
 
+def _carry_over(engine: sa.Engine) -> None:
+    _populate(engine)
+    upgrade(engine, "0003")
+    _check(engine)
+
+
 def test_sqlite_0001_database_is_carried_over(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'old.db'}"
-    engine = create_engine(url)
-    try:
-        _migrate(engine, "0001")
-        _populate(engine)
-        upgrade(engine, "0003")
-        _check(engine)
-    finally:
-        engine.dispose()
+    with database_at("0001", sqlite=tmp_path / "old.db") as engine:
+        _carry_over(engine)
+        url = engine.url.render_as_string(hide_password=False)
     _newer_write_wins(url)
 
 
-@pytest.fixture
-def pg_pre_0003(pg_url: str) -> Iterator[str]:
-    """A PostgreSQL schema at revision 0002 (before numeric stamps)."""
-    with scratch_schema(pg_url, "fs_mig") as url:
-        engine = create_engine(url)
-        try:
-            _migrate(engine, "0002", down=True)
-        finally:
-            engine.dispose()
-        yield url
-
-
 @pytest.mark.postgres
-def test_postgres_database_is_carried_over(pg_pre_0003: str) -> None:
-    engine = create_engine(pg_pre_0003)
-    try:
-        _populate(engine)
-        upgrade(engine, "0003")
-        _check(engine)
-    finally:
-        engine.dispose()
-    _newer_write_wins(pg_pre_0003)
+def test_postgres_database_is_carried_over(pg_url: str) -> None:
+    with database_at("0002", pg_url=pg_url) as engine:  # before numeric stamps
+        _carry_over(engine)
+        _newer_write_wins(engine.url.render_as_string(hide_password=False))

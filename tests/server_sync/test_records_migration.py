@@ -3,20 +3,17 @@ record) on a populated database, SQLite and PostgreSQL; the downgrade gives them
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from alembic import command
 
-from server_sync import add_device, create_app, create_engine, get_record, upgrade
-from server_sync.db import alembic_config, current_revision
+from server_sync import add_device, create_app, get_record, upgrade
+from server_sync.db import current_revision
 from server_sync.extension import server_state
-from simulations.procs import scratch_schema
 
-from .conftest import Wire
+from .conftest import Wire, database_at, migrate
 
 W = 1_700_000_000_000
 #: (record_id, field, value_json, wall_ms, counter, node) as a 0003 server stored them.
@@ -38,13 +35,6 @@ _fields = sa.table(
     *(sa.column(c) for c in (*COLUMNS, "hlc_wall_ms")),
     *(sa.column(c) for c in ("hlc_counter", "hlc_node")),
 )
-
-
-def _migrate(engine: sa.Engine, revision: str, down: bool = False) -> None:
-    config = alembic_config()
-    with engine.begin() as conn:
-        config.attributes["connection"] = conn
-        (command.downgrade if down else command.upgrade)(config, revision)
 
 
 def _populate(engine: sa.Engine) -> None:
@@ -113,46 +103,25 @@ def _merges_with_carried_clocks(url: str) -> None:
         engine.dispose()
 
 
+def _there_and_back(engine: sa.Engine) -> None:
+    _populate(engine)
+    before = _field_rows(engine)
+    upgrade(engine)
+    _carried_over(engine)
+    migrate(engine, "0003", down=True)
+    assert _field_rows(engine) == before
+    upgrade(engine)
+
+
 def test_sqlite_database_is_carried_over_and_back(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'old.db'}"
-    engine = create_engine(url)
-    try:
-        _migrate(engine, "0003")
-        _populate(engine)
-        before = _field_rows(engine)
-        upgrade(engine)
-        _carried_over(engine)
-        _migrate(engine, "0003", down=True)
-        assert _field_rows(engine) == before
-        upgrade(engine)
-    finally:
-        engine.dispose()
+    with database_at("0003", sqlite=tmp_path / "old.db") as engine:
+        _there_and_back(engine)
+        url = engine.url.render_as_string(hide_password=False)
     _merges_with_carried_clocks(url)
 
 
-@pytest.fixture
-def pg_at_0003(pg_url: str) -> Iterator[str]:
-    """A PostgreSQL scratch schema at revision 0003 (field rows)."""
-    with scratch_schema(pg_url, "fs_mig4") as url:
-        engine = create_engine(url)
-        try:
-            _migrate(engine, "0003", down=True)
-        finally:
-            engine.dispose()
-        yield url
-
-
 @pytest.mark.postgres
-def test_postgres_database_is_carried_over_and_back(pg_at_0003: str) -> None:
-    engine = create_engine(pg_at_0003)
-    try:
-        _populate(engine)
-        before = _field_rows(engine)
-        upgrade(engine)
-        _carried_over(engine)
-        _migrate(engine, "0003", down=True)
-        assert _field_rows(engine) == before
-        upgrade(engine)
-    finally:
-        engine.dispose()
-    _merges_with_carried_clocks(pg_at_0003)
+def test_postgres_database_is_carried_over_and_back(pg_url: str) -> None:
+    with database_at("0003", pg_url=pg_url) as engine:  # field rows
+        _there_and_back(engine)
+        _merges_with_carried_clocks(engine.url.render_as_string(hide_password=False))
