@@ -14,9 +14,11 @@ from protocol import EntryInvalid, ProtocolError, UnsupportedVersion, crm_regist
 from protocol.constants import MAX_WIRE_BYTES
 
 from . import db
+from .admin import admin
 from .drain import drain_request_body
 from .errors import HttpError, Unavailable, first_line
 from .extension import EXTENSION, ServerState
+from .metrics import metrics
 from .openapi import openapi
 from .ratelimit import RateLimit
 from .views import sync
@@ -72,6 +74,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     )
     app.register_blueprint(sync)
     app.register_blueprint(openapi)
+    app.register_blueprint(admin)
+    app.register_blueprint(metrics)
     app.register_error_handler(Exception, render_error)
     app.wsgi_app = drain_request_body(app.wsgi_app)  # type: ignore[method-assign,assignment]
     return app

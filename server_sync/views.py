@@ -14,6 +14,7 @@ from protocol.constants import CONTENT_ENCODINGS, MAX_WIRE_BYTES, MEDIA_TYPE
 from .auth import authenticate
 from .errors import PayloadTooLarge, Unavailable, UnsupportedMediaType, first_line
 from .extension import server_state
+from .metrics import observe_ack
 from .ratelimit import admit
 from .service import apply_batch
 
@@ -34,8 +35,10 @@ def post_batch() -> Response:
     _require_media_type()
     body = decompress(_read_body(), _content_encoding())
     batch = decode_batch(body)
+    started = time.perf_counter()
     with state.engine.begin() as conn:
         ack = apply_batch(conn, device_id, batch, state.registry)
+    observe_ack(ack, time.perf_counter() - started)
     return _ack_response(encode_ack(ack))
 
 
