@@ -18,7 +18,7 @@ from typing import Any, ParamSpec
 import sqlalchemy as sa
 from flask import Response, current_app, g, make_response, request
 
-from .admins import Admin, Role, authenticate_admin
+from .admins import Admin, Role, check_role, identify_admin
 from .extension import server_state
 from .models import admin_log
 
@@ -53,7 +53,8 @@ def require_admin(role: Role = "viewer") -> Callable[[Callable[P, Any]], Callabl
         def guarded(*args: P.args, **kwargs: P.kwargs) -> Response:
             admin: Admin | None = None
             try:
-                admin = _authenticate(role)
+                admin = _identify()
+                check_role(admin, role)
                 response = make_response(view(*args, **kwargs))
             except Exception as exc:
                 response = _render(exc)
@@ -82,9 +83,9 @@ def list_log(conn: sa.Connection, *, limit: int, before: int | None = None) -> l
     return [LogRow(**{**row._mapping, "at": _utc(row.at)}) for row in conn.execute(query)]
 
 
-def _authenticate(role: Role) -> Admin:
+def _identify() -> Admin:
     with server_state(current_app).reader.begin() as conn:
-        admin = authenticate_admin(conn, request.headers.get("Authorization"), role)
+        admin = identify_admin(conn, request.headers.get("Authorization"))
     g.setdefault(ADMIN, admin)
     return admin
 

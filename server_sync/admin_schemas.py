@@ -71,7 +71,12 @@ class Sentence(validate.Validator):
         return value
 
 
-_id = Clean(MAX_ID_LENGTH)
+def _clean(most: int) -> list[validate.Validator]:
+    """Clean text of 1..``most`` characters (the Length is what OpenAPI publishes)."""
+    return [validate.Length(1, most), Clean(most)]
+
+
+_id = _clean(MAX_ID_LENGTH)
 
 
 def _limit() -> fields.Integer:
@@ -93,7 +98,7 @@ class DataboxQuerySchema(Schema):
 
     limit = _limit()
     offset = AsciiInt(load_default=0, validate=validate.Range(0, MAX_OFFSET))
-    code = fields.String(validate=Clean(MAX_CODE))
+    code = fields.String(validate=_clean(MAX_CODE))
     device_id = fields.String(validate=_id)
     min_age_s = AsciiInt(validate=validate.Range(0, MAX_AGE_S))
 
@@ -110,7 +115,9 @@ class CommandRequestSchema(Schema):
 
     kind = fields.String(required=True, validate=validate.OneOf(KINDS))
     op_id = fields.String(required=True, validate=_id)
-    reason = fields.String(load_default="", validate=Sentence(MAX_REASON))
+    reason = fields.String(
+        load_default="", validate=[validate.Length(max=MAX_REASON), Sentence(MAX_REASON)]
+    )
 
     @validates_schema
     def _reason_for_discard(self, data: dict[str, Any], **_: Any) -> None:

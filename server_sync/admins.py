@@ -90,6 +90,13 @@ def revoke_admin(conn: sa.Connection, admin_id: str, *, now: datetime | None = N
 
 def authenticate_admin(conn: sa.Connection, authorization: str | None, role: Role) -> Admin:
     """The admin an ``Authorization: Bearer`` header stands for, allowed ``role``; or raise."""
+    admin = identify_admin(conn, authorization)
+    check_role(admin, role)
+    return admin
+
+
+def identify_admin(conn: sa.Connection, authorization: str | None) -> Admin:
+    """The unrevoked admin an ``Authorization: Bearer`` header stands for, or raise."""
     header = (authorization or "").strip()
     if len(header) > MAX_AUTHORIZATION:
         raise AdminUnauthorized(f"the Authorization header is over {MAX_AUTHORIZATION} characters")
@@ -97,6 +104,8 @@ def authenticate_admin(conn: sa.Connection, authorization: str | None, role: Rol
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise AdminUnauthorized("an 'Authorization: Bearer <admin token>' header is required")
+    if not (token.isascii() and token.isprintable()):
+        raise AdminUnauthorized("a token is printable ASCII")
     digest = hash_token(token)
     row = conn.execute(sa.select(admins).where(admins.c.token_hash == digest)).one_or_none()
     if row is None:
@@ -105,12 +114,16 @@ def authenticate_admin(conn: sa.Connection, authorization: str | None, role: Rol
     admin = _admin_of(row._mapping)
     if admin.revoked_at is not None:
         raise AdminRevoked(f"admin {admin.admin_id} was revoked", {"admin_id": admin.admin_id})
+    return admin
+
+
+def check_role(admin: Admin, role: Role) -> None:
+    """Raise RoleRequired unless ``admin``'s role includes ``role``."""
     if not admin.may(role):
         raise RoleRequired(
             f"this needs the {role} role; {admin.name!r} is a {admin.role}",
             {"required": role, "role": admin.role},
         )
-    return admin
 
 
 def _refuse_device_token(conn: sa.Connection, digest: str) -> None:
