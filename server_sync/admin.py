@@ -137,7 +137,7 @@ def _body(schema: Schema) -> dict[str, Any]:
     try:
         raw = parse_json(data)
     except ProtocolError as exc:
-        raise InvalidRequest(str(exc), dict(exc.errors or {})) from exc
+        raise InvalidRequest(str(exc), dict(exc.errors) or {"_schema": [str(exc)]}) from exc
     return _load(schema, raw)
 
 
