@@ -4,7 +4,6 @@ the audit's window; on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 
-from server_sync import add_device, create_app
+from server_sync import add_device
 from server_sync.admins import add_admin
 from server_sync.commands import (
     MAX_COMMANDS_PER_ACK,
@@ -25,24 +24,11 @@ from server_sync.commands import (
     store_outcomes,
 )
 from server_sync.errors import Conflict, UnknownDevice
-from server_sync.extension import server_state
 from server_sync.models import device_commands
 from tests.server_sync.admin_helpers import AdminClient, ReportedOutcome, admin_client, log_rows
 from tests.server_sync.conftest import Wire, error_of
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[sa.Engine]:
-    """A migrated database, SQLite file or PostgreSQL scratch schema."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'c.db'}"
-    else:
-        url = request.getfixturevalue("pg_schema_url")
-    app = create_app({"DATABASE_URL": url, "AUTO_UPGRADE": True})
-    yield server_state(app).engine
-    server_state(app).engine.dispose()
 
 
 def _enrolled(engine: sa.Engine) -> tuple[str, str]:
@@ -53,27 +39,27 @@ def _enrolled(engine: sa.Engine) -> tuple[str, str]:
 
 
 def test_a_command_goes_pending_delivered_done_and_is_resent_until_answered(
-    db: sa.Engine,
+    any_db: sa.Engine,
 ) -> None:
-    device, admin = _enrolled(db)
-    with db.begin() as conn:
+    device, admin = _enrolled(any_db)
+    with any_db.begin() as conn:
         first, created = create_command(
             conn, device, "discard", "op-1", "duplicate", admin_id=admin, now=T0
         )
         second, _ = create_command(conn, device, "resubmit", "op-2", "", admin_id=admin, now=T0)
         assert created and first.state == "pending" and open_count(conn) == 2
     for delivery, at in enumerate((T0 + timedelta(1), T0 + timedelta(2)), start=1):
-        with db.begin() as conn:
+        with any_db.begin() as conn:
             sent = pending_commands(conn, device, now=at)
         assert [c.command_id for c in sent] == [first.command_id, second.command_id]
-        with db.connect() as conn:
+        with any_db.connect() as conn:
             again = list_commands(conn, device, limit=10)
         assert {c.state for c in again} == {"delivered"}
         assert {c.deliveries for c in again} == {delivery}
         assert {c.delivered_at for c in again} == {T0 + timedelta(1)}  # the first delivery
     done = ReportedOutcome(first.command_id, "done")
     failed = ReportedOutcome(second.command_id, "failed", "not_parked", "no such entry")
-    with db.begin() as conn:
+    with any_db.begin() as conn:
         assert store_outcomes(conn, device, [done, failed], T0 + timedelta(3)) == [
             first.command_id,
             second.command_id,
@@ -88,25 +74,25 @@ def test_a_command_goes_pending_delivered_done_and_is_resent_until_answered(
 
 
 def test_outcomes_are_idempotent_and_unknown_ids_are_ignored_and_logged(
-    db: sa.Engine, caplog: pytest.LogCaptureFixture
+    any_db: sa.Engine, caplog: pytest.LogCaptureFixture
 ) -> None:
-    device, admin = _enrolled(db)
-    other, _ = _enrolled(db)
-    with db.begin() as conn:
+    device, admin = _enrolled(any_db)
+    other, _ = _enrolled(any_db)
+    with any_db.begin() as conn:
         command, _ = create_command(conn, device, "resubmit", "op-1", "", admin_id=admin, now=T0)
         pending_commands(conn, device, now=T0)
     report = [ReportedOutcome(command.command_id, "done", new_op_id="op-1b")]
-    with db.begin() as conn:
+    with any_db.begin() as conn:
         assert store_outcomes(conn, device, report, T0 + timedelta(1)) == [command.command_id]
-    with db.begin() as conn:  # the same report again, then a contradicting one
+    with any_db.begin() as conn:  # the same report again, then a contradicting one
         assert store_outcomes(conn, device, report, T0 + timedelta(2)) == []
         late = [ReportedOutcome(command.command_id, "failed", "x", "y")]
         assert store_outcomes(conn, device, late, T0 + timedelta(3)) == []
-    with caplog.at_level(logging.WARNING, logger="server_sync.commands"), db.begin() as conn:
+    with caplog.at_level(logging.WARNING, logger="server_sync.commands"), any_db.begin() as conn:
         stray = [ReportedOutcome("no-such-command"), ReportedOutcome(command.command_id)]
         assert store_outcomes(conn, other, stray, T0) == []  # another device's command too
     assert "unknown command 'no-such-command'" in caplog.text
-    with db.connect() as conn:
+    with any_db.connect() as conn:
         (stored,) = list_commands(conn, device, limit=5)
     assert (stored.state, stored.outcome_at, stored.new_op_id) == (
         "done",
@@ -115,9 +101,9 @@ def test_outcomes_are_idempotent_and_unknown_ids_are_ignored_and_logged(
     )
 
 
-def test_an_outcome_may_overtake_the_delivered_mark(db: sa.Engine) -> None:
-    device, admin = _enrolled(db)
-    with db.begin() as conn:
+def test_an_outcome_may_overtake_the_delivered_mark(any_db: sa.Engine) -> None:
+    device, admin = _enrolled(any_db)
+    with any_db.begin() as conn:
         command, _ = create_command(conn, device, "discard", "op-1", "r", admin_id=admin, now=T0)
         assert store_outcomes(conn, device, [ReportedOutcome(command.command_id)], T0) == [
             command.command_id
@@ -127,10 +113,10 @@ def test_an_outcome_may_overtake_the_delivered_mark(db: sa.Engine) -> None:
 
 
 def test_the_same_open_command_is_not_queued_twice_and_another_kind_conflicts(
-    db: sa.Engine,
+    any_db: sa.Engine,
 ) -> None:
-    device, admin = _enrolled(db)
-    with db.begin() as conn:
+    device, admin = _enrolled(any_db)
+    with any_db.begin() as conn:
         first, _ = create_command(conn, device, "discard", "op-1", "r", admin_id=admin)
         again, created = create_command(conn, device, "discard", "op-1", "r2", admin_id=admin)
         assert (again.command_id, created) == (first.command_id, False)
@@ -143,9 +129,9 @@ def test_the_same_open_command_is_not_queued_twice_and_another_kind_conflicts(
         assert created  # once answered, a new command on the entry is a new command
 
 
-def test_an_ack_carries_at_most_a_bounded_number_oldest_first(db: sa.Engine) -> None:
-    device, admin = _enrolled(db)
-    with db.begin() as conn:
+def test_an_ack_carries_at_most_a_bounded_number_oldest_first(any_db: sa.Engine) -> None:
+    device, admin = _enrolled(any_db)
+    with any_db.begin() as conn:
         made = [
             create_command(conn, device, "resubmit", f"op-{i}", "", admin_id=admin)[0]
             for i in range(MAX_COMMANDS_PER_ACK + 3)
@@ -154,16 +140,16 @@ def test_an_ack_carries_at_most_a_bounded_number_oldest_first(db: sa.Engine) -> 
     assert [c.command_id for c in sent] == [c.command_id for c in made[:MAX_COMMANDS_PER_ACK]]
 
 
-def test_commands_between_lists_what_moved_in_the_window(db: sa.Engine) -> None:
-    device, admin = _enrolled(db)
-    with db.begin() as conn:
+def test_commands_between_lists_what_moved_in_the_window(any_db: sa.Engine) -> None:
+    device, admin = _enrolled(any_db)
+    with any_db.begin() as conn:
         early, _ = create_command(conn, device, "discard", "a", "r", admin_id=admin, now=T0)
         late, _ = create_command(
             conn, device, "discard", "b", "r", admin_id=admin, now=T0 + timedelta(hours=10)
         )
         store_outcomes(conn, device, [ReportedOutcome(early.command_id)], T0 + timedelta(hours=5))
     window = (T0 + timedelta(hours=4), T0 + timedelta(hours=6))
-    with db.connect() as conn:
+    with any_db.connect() as conn:
         assert [c.command_id for c in commands_between(conn, device, *window)] == [early.command_id]
         assert [
             c.command_id for c in commands_between(conn, device, T0, T0 + timedelta(days=1))
