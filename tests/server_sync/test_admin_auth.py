@@ -222,3 +222,23 @@ def test_an_admin_request_is_not_served_when_it_cannot_be_logged(
     answer = boss.get("/v1/admin/databox")
     assert answer.status_code == 503  # not a 200 without its log row
     assert error_of(answer)["code"] == "unavailable"
+
+
+def test_the_logged_address_believes_x_forwarded_for_only_from_trusted_proxies(
+    tmp_path: Path,
+) -> None:
+    for hops, expected in ((0, "127.0.0.1"), (1, "198.51.100.4")):
+        app = create_app(
+            {"DATABASE_URL": f"sqlite:///{tmp_path / f'{hops}.db'}", "TRUSTED_PROXIES": hops}
+        )
+        try:
+            admin_client(app).get(
+                "/v1/admin/databox", headers={"X-Forwarded-For": "10.9.9.9, 198.51.100.4"}
+            )
+            (row,) = log_rows(server_state(app).engine)
+            assert row["remote_addr"] == expected
+        finally:
+            server_state(app).engine.dispose()
+    for bad in ("-1", "１", "11", "x"):
+        with pytest.raises(ValueError, match="TRUSTED_PROXIES"):
+            create_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'bad.db'}", "TRUSTED_PROXIES": bad})
