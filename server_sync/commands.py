@@ -17,6 +17,8 @@ from typing import Literal, Protocol, cast
 import sqlalchemy as sa
 import uuid6
 
+from protocol.constants import MAX_ID_LENGTH
+
 from .errors import Conflict, UnknownDevice
 from .models import device_commands, devices
 
@@ -42,8 +44,13 @@ OPEN: tuple[State, ...] = ("pending", "delivered")
 #: Commands one ack carries at most (oldest first; the rest follow in later acks).
 MAX_COMMANDS_PER_ACK = 100
 
-#: Characters of a command's reason: a sentence, shown to the rep and in the audit.
-MAX_REASON = 500
+#: Characters of a command's reason: the wire's bound on it (an ack's ``commands[].reason``
+#: is an id-like string of 1-64 characters; a longer one would make the device refuse the
+#: whole ack).
+MAX_REASON = MAX_ID_LENGTH
+
+#: The reason a resubmit carries when the admin gave none (the wire needs one).
+RESUBMIT_REASON = "resubmitted by an admin"
 
 
 class Outcome(Protocol):
@@ -111,6 +118,8 @@ def create_command(
                 {"command_id": found.command_id, "kind": found.kind, "state": found.state},
             )
         return found, False
+    if not reason.strip():
+        reason = RESUBMIT_REASON if kind == "resubmit" else reason
     row = {
         "id": str(uuid6.uuid7()),
         "device_id": device_id,

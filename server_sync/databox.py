@@ -19,6 +19,10 @@ import sqlalchemy as sa
 
 from .models import device_databox, device_databox_reasons, device_databox_state
 
+#: Highest count kept from a report (a trillion): sums over a fleet stay far inside a
+#: BIGINT, where a hostile 2**63 - 1 from two devices would overflow SQLite's sum().
+MAX_KEPT_COUNT = 2**40
+
 #: Longest age the server reckons with (20 years): older is treated as this old.
 MAX_AGE_S = 20 * 365 * 86_400
 
@@ -98,11 +102,12 @@ def store_databox(
             device_id=device_id,
             sent_ms=sent_ms,
             reported_at=now,
-            **{k: int(counts.get(k, 0)) for k in ("pending", "in_flight", "parked")},
+            **{k: _kept(counts.get(k, 0)) for k in ("pending", "in_flight", "parked")},
         )
     )
     reasons = [
-        {"device_id": device_id, "reason": r, "parked": int(n)} for r, n in databox.reasons.items()
+        {"device_id": device_id, "reason": r, "parked": _kept(n)}
+        for r, n in databox.reasons.items()
     ]
     if reasons:
         conn.execute(device_databox_reasons.insert(), reasons)
@@ -160,6 +165,10 @@ def _parked_row(device_id: str, parked: Parked, now: datetime) -> dict[str, obje
         "reported_at": now,
         "parked_at": now - _seconds(parked.age_s),
     }
+
+
+def _kept(count: int) -> int:
+    return max(0, min(int(count), MAX_KEPT_COUNT))
 
 
 def _seconds(count: int) -> timedelta:

@@ -157,7 +157,7 @@ device_commands = sa.Table(
     sa.Column("device_id", _id, sa.ForeignKey("devices.id"), nullable=False, index=True),
     sa.Column("kind", sa.String(16), nullable=False),
     sa.Column("op_id", _id, nullable=False),
-    sa.Column("reason", sa.String(500), nullable=False),
+    sa.Column("reason", sa.String(64), nullable=False),
     sa.Column("state", sa.String(16), nullable=False, index=True),
     sa.Column("created_by", _id, sa.ForeignKey("admins.id"), nullable=False),
     sa.Column("created_at", _when, nullable=False),

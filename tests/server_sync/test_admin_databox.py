@@ -150,3 +150,16 @@ def test_bad_databox_queries_are_400(app: Flask, query: str) -> None:
     answer = admin_client(app, "viewer").get(f"/v1/admin/databox?{query}")
     assert answer.status_code == 400, answer.json
     assert error_of(answer)["code"] == "invalid_request"
+
+
+def test_hostile_counts_do_not_overflow_the_fleet_totals(any_db: sa.Engine) -> None:
+    devices = [_device(any_db) for _ in range(3)]
+    with any_db.begin() as conn:
+        for device in devices:
+            huge = ReportedDatabox(
+                counts={"pending": 2**63 - 1, "parked": 2**63 - 1}, reasons={"too_long": 2**63 - 1}
+            )
+            store_databox(conn, device, huge, T0)
+    with any_db.connect() as conn:
+        (total,) = reason_totals(conn)
+    assert (total.reason, total.parked, total.devices) == ("too_long", 3 * 2**40, 3)

@@ -92,7 +92,7 @@ def upgrade() -> None:
         sa.Column("device_id", _id, nullable=False),
         sa.Column("kind", sa.String(16), nullable=False),
         sa.Column("op_id", _id, nullable=False),
-        sa.Column("reason", sa.String(500), nullable=False),
+        sa.Column("reason", sa.String(64), nullable=False),
         sa.Column("state", sa.String(16), nullable=False),
         sa.Column("created_by", _id, nullable=False),
         sa.Column("created_at", _when, nullable=False),
