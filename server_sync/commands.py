@@ -12,12 +12,14 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Literal, Protocol, cast
+from typing import Literal, cast
 
 import sqlalchemy as sa
 import uuid6
 
-from protocol.constants import MAX_ID_LENGTH
+from protocol import model
+from protocol.constants import MAX_COMMANDS_PER_ACK, MAX_ID_LENGTH
+from protocol.model import Outcome
 
 from .errors import Conflict, UnknownDevice
 from .models import device_commands, devices
@@ -41,8 +43,6 @@ TRANSITIONS: dict[State, frozenset[State]] = {
 #: States whose commands go out with every ack.
 OPEN: tuple[State, ...] = ("pending", "delivered")
 
-#: Commands one ack carries at most (oldest first; the rest follow in later acks).
-MAX_COMMANDS_PER_ACK = 100
 
 #: Characters of a command's reason: the wire's bound on it (an ack's ``commands[].reason``
 #: is an id-like string of 1-64 characters; a longer one would make the device refuse the
@@ -51,21 +51,6 @@ MAX_REASON = MAX_ID_LENGTH
 
 #: The reason a resubmit carries when the admin gave none (the wire needs one).
 RESUBMIT_REASON = "resubmitted by an admin"
-
-
-class Outcome(Protocol):
-    """What a device reports for a command (``report.outcomes[]`` on the wire)."""
-
-    @property
-    def command_id(self) -> str: ...
-    @property
-    def status(self) -> str: ...
-    @property
-    def code(self) -> str | None: ...
-    @property
-    def message(self) -> str | None: ...
-    @property
-    def new_op_id(self) -> str | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +71,10 @@ class Command:
     outcome_code: str | None
     outcome_message: str | None
     new_op_id: str | None
+
+    def to_wire(self) -> model.Command:
+        """The command as an ack carries it."""
+        return model.Command(self.command_id, self.kind, self.op_id, self.reason)
 
 
 def create_command(

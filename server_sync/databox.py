@@ -10,12 +10,12 @@ oldest stuck first, and totals by reason.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
 
 import sqlalchemy as sa
+
+from protocol.model import Databox, ParkedEntry
 
 from .models import device_databox, device_databox_reasons, device_databox_state
 
@@ -25,34 +25,6 @@ MAX_KEPT_COUNT = 2**40
 
 #: Longest age the server reckons with (20 years): older is treated as this old.
 MAX_AGE_S = 20 * 365 * 86_400
-
-
-class Parked(Protocol):
-    """One parked entry in a report (``report.databox.parked[]``)."""
-
-    @property
-    def op_id(self) -> str: ...
-    @property
-    def collection(self) -> str: ...
-    @property
-    def record_id(self) -> str: ...
-    @property
-    def code(self) -> str: ...
-    @property
-    def message(self) -> str: ...
-    @property
-    def age_s(self) -> int: ...
-
-
-class Databox(Protocol):
-    """A device's data-box summary (``report.databox``)."""
-
-    @property
-    def counts(self) -> Mapping[str, int]: ...
-    @property
-    def reasons(self) -> Mapping[str, int]: ...
-    @property
-    def parked(self) -> Sequence[Parked]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +74,9 @@ def store_databox(
             device_id=device_id,
             sent_ms=sent_ms,
             reported_at=now,
-            **{k: _kept(counts.get(k, 0)) for k in ("pending", "in_flight", "parked")},
+            pending=_kept(counts.pending),
+            in_flight=_kept(counts.in_flight),
+            parked=_kept(counts.parked),
         )
     )
     reasons = [
@@ -153,7 +127,7 @@ def reason_totals(conn: sa.Connection) -> list[ReasonTotal]:
     return [ReasonTotal(reason, int(total), int(n)) for reason, total, n in rows]
 
 
-def _parked_row(device_id: str, parked: Parked, now: datetime) -> dict[str, object]:
+def _parked_row(device_id: str, parked: ParkedEntry, now: datetime) -> dict[str, object]:
     return {
         "device_id": device_id,
         "op_id": parked.op_id,

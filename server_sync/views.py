@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -12,6 +13,7 @@ from protocol import ProtocolError, compress, decode_batch, decompress, encode_a
 from protocol.constants import CONTENT_ENCODINGS, MAX_WIRE_BYTES, MEDIA_TYPE
 
 from .auth import authenticate
+from .delivery import deliver
 from .errors import PayloadTooLarge, Unavailable, UnsupportedMediaType, first_line
 from .extension import server_state
 from .metrics import observe_ack
@@ -38,6 +40,7 @@ def post_batch() -> Response:
     started = time.perf_counter()
     with state.engine.begin() as conn:
         ack = apply_batch(conn, device_id, batch, state.registry)
+        ack = deliver(conn, device_id, batch, ack, datetime.now(UTC))
     observe_ack(ack, time.perf_counter() - started)
     return _ack_response(encode_ack(ack))
 

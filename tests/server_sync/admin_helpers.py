@@ -1,13 +1,13 @@
 """Helpers for the admin API tests: an admin client, and report parts as the device sends them.
 
-``Reported*`` stand in for the wire model of protocol 2.1's report (built by h9-audit)
-with the members the contract names; the service functions take anything shaped so.
+``parked``, ``databox_of`` and ``outcome`` build protocol 2.1's report parts with
+defaults.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -15,6 +15,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from protocol.model import Databox, DataboxCounts, Outcome, OutcomeStatus, ParkedEntry
 from server_sync.admins import add_admin
 from server_sync.extension import server_state
 from server_sync.models import admin_log
@@ -60,33 +61,35 @@ def log_rows(engine: sa.Engine) -> list[dict[str, Any]]:
         return [dict(r._mapping) for r in rows]
 
 
-@dataclass(frozen=True)
-class ReportedParked:
+def parked(
+    op_id: str,
+    *,
+    collection: str = "customers",
+    record_id: str = "c1",
+    code: str = "too_long",
+    message: str = "notes: at most 2000 characters",
+    age_s: int = 60,
+) -> ParkedEntry:
     """``report.databox.parked[]``."""
-
-    op_id: str
-    collection: str = "customers"
-    record_id: str = "c1"
-    code: str = "too_long"
-    message: str = "notes: at most 2000 characters"
-    age_s: int = 60
+    return ParkedEntry(op_id, collection, record_id, code, message, age_s)
 
 
-@dataclass(frozen=True)
-class ReportedDatabox:
-    """``report.databox``."""
+def databox_of(
+    parked: Sequence[ParkedEntry] = (),
+    counts: Mapping[str, int] | None = None,
+    reasons: Mapping[str, int] | None = None,
+) -> Databox:
+    """``report.databox``; counts not given are 0."""
+    by_state = {"pending": 0, "in_flight": 0, "parked": 0, **(counts or {})}
+    return Databox(DataboxCounts(**by_state), dict(reasons or {}), tuple(parked))
 
-    parked: Sequence[ReportedParked] = ()
-    counts: Mapping[str, int] = field(default_factory=dict)
-    reasons: Mapping[str, int] = field(default_factory=dict)
 
-
-@dataclass(frozen=True)
-class ReportedOutcome:
+def outcome(
+    command_id: str,
+    status: OutcomeStatus = "done",
+    code: str | None = None,
+    message: str | None = None,
+    new_op_id: str | None = None,
+) -> Outcome:
     """``report.outcomes[]``."""
-
-    command_id: str
-    status: str = "done"
-    code: str | None = None
-    message: str | None = None
-    new_op_id: str | None = None
+    return Outcome(command_id, status, code, message, new_op_id)

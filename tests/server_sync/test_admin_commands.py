@@ -11,10 +11,10 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 
+from protocol.constants import MAX_COMMANDS_PER_ACK
 from server_sync import add_device
 from server_sync.admins import add_admin
 from server_sync.commands import (
-    MAX_COMMANDS_PER_ACK,
     TRANSITIONS,
     commands_between,
     create_command,
@@ -25,7 +25,7 @@ from server_sync.commands import (
 )
 from server_sync.errors import Conflict, UnknownDevice
 from server_sync.models import device_commands
-from tests.server_sync.admin_helpers import AdminClient, ReportedOutcome, admin_client, log_rows
+from tests.server_sync.admin_helpers import AdminClient, admin_client, log_rows, outcome
 from tests.server_sync.conftest import Wire, error_of
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
@@ -57,8 +57,8 @@ def test_a_command_goes_pending_delivered_done_and_is_resent_until_answered(
         assert {c.state for c in again} == {"delivered"}
         assert {c.deliveries for c in again} == {delivery}
         assert {c.delivered_at for c in again} == {T0 + timedelta(1)}  # the first delivery
-    done = ReportedOutcome(first.command_id, "done")
-    failed = ReportedOutcome(second.command_id, "failed", "not_parked", "no such entry")
+    done = outcome(first.command_id, "done")
+    failed = outcome(second.command_id, "failed", "not_parked", "no such entry")
     with any_db.begin() as conn:
         assert store_outcomes(conn, device, [done, failed], T0 + timedelta(3)) == [
             first.command_id,
@@ -81,15 +81,15 @@ def test_outcomes_are_idempotent_and_unknown_ids_are_ignored_and_logged(
     with any_db.begin() as conn:
         command, _ = create_command(conn, device, "resubmit", "op-1", "", admin_id=admin, now=T0)
         pending_commands(conn, device, now=T0)
-    report = [ReportedOutcome(command.command_id, "done", new_op_id="op-1b")]
+    report = [outcome(command.command_id, "done", new_op_id="op-1b")]
     with any_db.begin() as conn:
         assert store_outcomes(conn, device, report, T0 + timedelta(1)) == [command.command_id]
     with any_db.begin() as conn:  # the same report again, then a contradicting one
         assert store_outcomes(conn, device, report, T0 + timedelta(2)) == []
-        late = [ReportedOutcome(command.command_id, "failed", "x", "y")]
+        late = [outcome(command.command_id, "failed", "x", "y")]
         assert store_outcomes(conn, device, late, T0 + timedelta(3)) == []
     with caplog.at_level(logging.WARNING, logger="server_sync.commands"), any_db.begin() as conn:
-        stray = [ReportedOutcome("no-such-command"), ReportedOutcome(command.command_id)]
+        stray = [outcome("no-such-command"), outcome(command.command_id)]
         assert store_outcomes(conn, other, stray, T0) == []  # another device's command too
     assert "unknown command 'no-such-command'" in caplog.text
     with any_db.connect() as conn:
@@ -105,7 +105,7 @@ def test_an_outcome_may_overtake_the_delivered_mark(any_db: sa.Engine) -> None:
     device, admin = _enrolled(any_db)
     with any_db.begin() as conn:
         command, _ = create_command(conn, device, "discard", "op-1", "r", admin_id=admin, now=T0)
-        assert store_outcomes(conn, device, [ReportedOutcome(command.command_id)], T0) == [
+        assert store_outcomes(conn, device, [outcome(command.command_id)], T0) == [
             command.command_id
         ]
     assert TRANSITIONS["pending"] >= {"done", "failed"}
@@ -124,7 +124,7 @@ def test_the_same_open_command_is_not_queued_twice_and_another_kind_conflicts(
             create_command(conn, device, "resubmit", "op-1", "", admin_id=admin)
         with pytest.raises(UnknownDevice):
             create_command(conn, "nobody", "discard", "op-1", "r", admin_id=admin)
-        store_outcomes(conn, device, [ReportedOutcome(first.command_id)], T0)
+        store_outcomes(conn, device, [outcome(first.command_id)], T0)
         _, created = create_command(conn, device, "resubmit", "op-1", "", admin_id=admin)
         assert created  # once answered, a new command on the entry is a new command
 
@@ -147,7 +147,7 @@ def test_commands_between_lists_what_moved_in_the_window(any_db: sa.Engine) -> N
         late, _ = create_command(
             conn, device, "discard", "b", "r", admin_id=admin, now=T0 + timedelta(hours=10)
         )
-        store_outcomes(conn, device, [ReportedOutcome(early.command_id)], T0 + timedelta(hours=5))
+        store_outcomes(conn, device, [outcome(early.command_id)], T0 + timedelta(hours=5))
     window = (T0 + timedelta(hours=4), T0 + timedelta(hours=6))
     with any_db.connect() as conn:
         assert [c.command_id for c in commands_between(conn, device, *window)] == [early.command_id]
@@ -175,7 +175,7 @@ def test_post_then_get_a_command_with_its_outcome(
     assert other.status_code == 409 and error_of(other)["code"] == "command_conflict"
     with engine.begin() as conn:
         pending_commands(conn, wire.device_id)
-        store_outcomes(conn, wire.device_id, [ReportedOutcome(body["command_id"])], T0)
+        store_outcomes(conn, wire.device_id, [outcome(body["command_id"])], T0)
     listed = boss.get(f"/v1/admin/devices/{wire.device_id}/commands").json
     assert listed is not None
     (command,) = listed["commands"]

@@ -9,12 +9,13 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 
+from protocol.model import Databox, ParkedEntry
 from server_sync import add_device
 from server_sync.databox import MAX_AGE_S, fleet_databox, reason_totals, store_databox
 from tests.server_sync.admin_helpers import (
-    ReportedDatabox,
-    ReportedParked,
     admin_client,
+    databox_of,
+    parked,
 )
 from tests.server_sync.conftest import Wire, error_of
 
@@ -26,9 +27,9 @@ def _device(engine: sa.Engine) -> str:
         return add_device(conn, "phone")[0]
 
 
-def _box(*parked: ReportedParked, **reasons: int) -> ReportedDatabox:
+def _box(*entries: ParkedEntry, **reasons: int) -> Databox:
     counts = {"pending": 3, "in_flight": 0, "parked": sum(reasons.values())}
-    return ReportedDatabox(parked=parked, counts=counts, reasons=reasons)
+    return databox_of(parked=entries, counts=counts, reasons=reasons)
 
 
 def test_the_latest_summary_replaces_the_one_before(any_db: sa.Engine) -> None:
@@ -37,19 +38,19 @@ def test_the_latest_summary_replaces_the_one_before(any_db: sa.Engine) -> None:
         store_databox(
             conn,
             one,
-            _box(ReportedParked("a", age_s=600), ReportedParked("b"), too_long=2),
+            _box(parked("a", age_s=600), parked("b"), too_long=2),
             T0,
             sent_ms=1,
         )
         store_databox(
             conn,
             two,
-            _box(ReportedParked("c", code="invalid_value", age_s=7200), invalid_value=5),
+            _box(parked("c", code="invalid_value", age_s=7200), invalid_value=5),
             T0,
             sent_ms=1,
         )
     with any_db.begin() as conn:  # device one fixed "a"; "b" is still parked, a minute older
-        store_databox(conn, one, _box(ReportedParked("b", age_s=120), too_long=1), T0, sent_ms=2)
+        store_databox(conn, one, _box(parked("b", age_s=120), too_long=1), T0, sent_ms=2)
     with any_db.connect() as conn:
         stuck = fleet_databox(conn, limit=10, now=T0)
         totals = reason_totals(conn)
@@ -65,10 +66,8 @@ def test_an_older_report_changes_nothing(any_db: sa.Engine) -> None:
     device = _device(any_db)
     with any_db.begin() as conn:
         assert store_databox(conn, device, _box(too_long=0), T0, sent_ms=20)
-        assert not store_databox(
-            conn, device, _box(ReportedParked("old"), too_long=1), T0, sent_ms=10
-        )
-        assert store_databox(conn, device, _box(ReportedParked("same")), T0, sent_ms=20)
+        assert not store_databox(conn, device, _box(parked("old"), too_long=1), T0, sent_ms=10)
+        assert store_databox(conn, device, _box(parked("same")), T0, sent_ms=20)
     with any_db.connect() as conn:
         assert [e.op_id for e in fleet_databox(conn, limit=10)] == ["same"]
         assert reason_totals(conn) == []
@@ -80,13 +79,13 @@ def test_filters_by_code_device_and_age_and_pages(any_db: sa.Engine) -> None:
         store_databox(
             conn,
             one,
-            _box(*(ReportedParked(f"a{i}", age_s=100 * i) for i in range(1, 6)), too_long=5),
+            _box(*(parked(f"a{i}", age_s=100 * i) for i in range(1, 6)), too_long=5),
             T0,
         )
         store_databox(
             conn,
             two,
-            _box(ReportedParked("b", code="invalid_value", age_s=50), invalid_value=1),
+            _box(parked("b", code="invalid_value", age_s=50), invalid_value=1),
             T0,
         )
     with any_db.connect() as conn:
@@ -105,7 +104,7 @@ def test_filters_by_code_device_and_age_and_pages(any_db: sa.Engine) -> None:
 def test_absurd_ages_stay_in_range(any_db: sa.Engine) -> None:
     device = _device(any_db)
     with any_db.begin() as conn:
-        store_databox(conn, device, _box(ReportedParked("x", age_s=2**62)), T0)
+        store_databox(conn, device, _box(parked("x", age_s=2**62)), T0)
     with any_db.connect() as conn:
         (entry,) = fleet_databox(conn, limit=1, now=T0)
     assert entry.age_s == 2**62
@@ -115,9 +114,7 @@ def test_absurd_ages_stay_in_range(any_db: sa.Engine) -> None:
 def test_get_databox_over_http(app: Flask, wire: Wire, engine: sa.Engine) -> None:
     reported = datetime.now(UTC) - timedelta(seconds=30)
     with engine.begin() as conn:
-        store_databox(
-            conn, wire.device_id, _box(ReportedParked("op-7", age_s=90), too_long=1), reported
-        )
+        store_databox(conn, wire.device_id, _box(parked("op-7", age_s=90), too_long=1), reported)
     page = admin_client(app, "viewer").get("/v1/admin/databox?code=too_long&min_age_s=60").json
     assert page is not None
     assert page["reasons"] == [{"reason": "too_long", "parked": 1, "devices": 1}]
@@ -156,7 +153,7 @@ def test_hostile_counts_do_not_overflow_the_fleet_totals(any_db: sa.Engine) -> N
     devices = [_device(any_db) for _ in range(3)]
     with any_db.begin() as conn:
         for device in devices:
-            huge = ReportedDatabox(
+            huge = databox_of(
                 counts={"pending": 2**63 - 1, "parked": 2**63 - 1}, reasons={"too_long": 2**63 - 1}
             )
             store_databox(conn, device, huge, T0)
