@@ -186,6 +186,12 @@ def _send_good(schema: Any, device: Enrolment, run: Run) -> None:
         case.validate_response(response, checks=CHECKS, headers=headers)
         assert response.status_code == 200, response.text
         run.accepted.append(response.json())
+    # A Content-Encoding the server does not read (415): generated headers seldom hit one,
+    # and which statuses the fuzz reaches shifts whenever any schema changes.
+    body, _ = _good_batches(device)[0]
+    run(
+        operation.Case(body=body, media_type="application/json", headers={"Content-Encoding": "br"})
+    )
 
 
 def _send_good_commands(schema: Any, device: Enrolment, run: Run) -> None:
