@@ -56,10 +56,8 @@ def require_admin(role: Role = "viewer") -> Callable[[Callable[P, Any]], Callabl
                 admin = _identify()
                 check_role(admin, role)
                 response = make_response(view(*args, **kwargs))
-            except Exception as exc:
+            except Exception as exc:  # rendered here, so that refusals are logged too
                 response = _render(exc)
-                _log(admin, response)
-                return response
             _log(admin, response)
             return response
 
