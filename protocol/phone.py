@@ -37,12 +37,21 @@ _MOBILE = (PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE)
 #: A mainland mobile as reps and devices write it: an optional +86, then 3-4-4 digits
 #: with at most one space or dash between groups (ASCII only; bounded, linear).
 _CN_WRITTEN = re.compile(r"(?:\+86[ -]?)?(1[3-9][0-9])[ -]?([0-9]{4})[ -]?([0-9]{4})", re.ASCII)
-_CN_METADATA = PhoneMetadata.metadata_for_region("CN")
-#: libphonenumber's own CN mobile pattern (it is what ``number_type`` finally tests for
-#: an 11-digit 13-19 number: no other CN type's pattern starts that way).
-_CN_MOBILE = re.compile(_CN_METADATA.mobile.national_number_pattern)
-#: Numbers the parse may strip a national or carrier prefix from: never fast.
-_CN_PREFIX = re.compile(_CN_METADATA.national_prefix_for_parsing)
+
+
+def _cn_patterns() -> tuple[re.Pattern[str], re.Pattern[str]]:
+    """libphonenumber's CN mobile pattern (what ``number_type`` finally tests for an
+    11-digit 13-19 number: no other CN type's pattern starts that way), and its prefix
+    the parse may strip as a national or carrier prefix."""
+    metadata = PhoneMetadata.metadata_for_region("CN")
+    mobile = metadata.mobile if metadata is not None else None
+    if metadata is None or mobile is None or not mobile.national_number_pattern:
+        raise RuntimeError("libphonenumber has no CN mobile metadata")
+    prefix = metadata.national_prefix_for_parsing or "0"
+    return re.compile(mobile.national_number_pattern), re.compile(prefix)
+
+
+_CN_MOBILE, _CN_PREFIX = _cn_patterns()
 
 
 def normalize_phone(
