@@ -23,7 +23,6 @@ from ._drain import Drainer, SyncReport, describe
 from ._isolate import Isolation
 from ._outbox import Outbox
 from ._reads import OutboxEntry, Reads
-from ._recording import Tx
 from ._retry import Backoff, RetryPolicy
 from ._states import State, check
 from .errors import OutboxError, SyncStopped
@@ -144,9 +143,10 @@ class SyncClient:
         """
         self._check_open()
         normalized, version = self._validate(collection, record_id, fields, kind)
-
-        def add(tx: Tx) -> str:
-            return self._outbox.recorder.append(
+        recorder = self._outbox.recorder
+        tx = recorder.current()
+        if tx is not None:
+            return recorder.append(
                 tx,
                 collection=collection,
                 record_id=record_id,
@@ -154,12 +154,13 @@ class SyncClient:
                 fields=normalized,
                 schema_version=version,
             )
-
-        tx = self._outbox.recorder.current()
-        if tx is not None:
-            return add(tx)
-        with self._outbox.recorder.transaction() as tx:
-            op_id = add(tx)
+        op_id = recorder.record_one(
+            collection=collection,
+            record_id=record_id,
+            kind=kind,
+            fields=normalized,
+            schema_version=version,
+        )
         self._wake.set()
         return op_id
 

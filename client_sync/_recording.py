@@ -21,14 +21,15 @@ at that COMMIT (``synchronous=FULL``).
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.engine import Connection
-from uuid6 import uuid7
 
 from conflict import hlc as hlc_mod
 from protocol.codec import batch_overhead, decode_entry, encode_entry
@@ -42,6 +43,7 @@ from ._store import Store, meta_value, put_meta
 from .errors import OutboxError
 
 _PLACEHOLDER_ID = "00000000-0000-7000-8000-000000000000"
+_PENDING = State.PENDING.value
 
 
 @dataclass(slots=True)
@@ -92,7 +94,7 @@ class Recorder:
                     path=self._store.path,
                 )
             with self._open(sql) as (conn, dbapi):
-                tx = Tx(conn, dbapi, str(uuid7()), self.next_seq, self.last_hlc)
+                tx = Tx(conn, dbapi, new_id(), self.next_seq, self.last_hlc)
                 self._local.tx = tx
                 try:
                     yield tx
@@ -116,6 +118,47 @@ class Recorder:
         tx: Tx | None = getattr(self._local, "tx", None)
         return tx
 
+    def record_one(
+        self,
+        *,
+        collection: str,
+        record_id: str,
+        kind: Kind,
+        fields: Mapping[str, Any],
+        schema_version: int,
+    ) -> str:
+        """One already-validated change as its own transaction, durable on return; its op_id.
+
+        What ``transaction()`` + ``append`` do for one entry, without the Tx, the
+        count put in place at the commit, or a context manager (docs/client.md).
+        """
+        with self._store.lock:
+            if self.current() is not None:
+                raise OutboxError("record_one inside a transaction", path=self._store.path)
+            now = self._clock()
+            stamp = hlc_mod.tick(self.last_hlc, int(now * 1000))
+            seq, op_id, tx_id = self.next_seq, new_id(), new_id()
+            body = encode_entry(
+                Entry(
+                    op_id=op_id,
+                    device_id=self.device_id,
+                    seq=seq,
+                    tx_id=tx_id,
+                    tx_count=1,
+                    hlc=str(stamp),
+                    collection=collection,
+                    record_id=record_id,
+                    kind=kind,
+                    fields=dict(fields),
+                    schema_version=schema_version,
+                )
+            )
+            self._check_size(len(body))
+            row = (seq, op_id, tx_id, _PENDING, len(body), body, 0, now, now)
+            self._store.write_one(tables.INSERT_SQL, row, "record")
+            self.next_seq, self.last_hlc = seq + 1, stamp
+        return op_id
+
     def append(
         self,
         tx: Tx,
@@ -128,7 +171,7 @@ class Recorder:
     ) -> str:
         """Add one already-validated change to ``tx``; return its op_id."""
         stamp = hlc_mod.tick(tx.last_hlc, int(self._clock() * 1000))
-        op_id = str(uuid7())
+        op_id = new_id()
         body = encode_entry(
             Entry(
                 op_id=op_id,
@@ -165,20 +208,23 @@ class Recorder:
             return
         exact = b'"tx_count":%d,' % len(tx.rows)
         now = self._clock()
-        pending = State.PENDING.value
         rows = []
         for seq, op_id, body in tx.rows:
             final = _with_count(body, self._widest, exact)
-            rows.append((seq, op_id, tx.tx_id, pending, len(final), final, 0, now, now))
+            rows.append((seq, op_id, tx.tx_id, _PENDING, len(final), final, 0, now, now))
         with self._store.guard("record"):
             tx.dbapi.executemany(tables.INSERT_SQL, rows)
 
-    def _check_fits(self, tx: Tx, size: int) -> None:
+    def _check_size(self, size: int) -> None:
         budget = self._config.max_batch_bytes - self._overhead
         if size + 1 > budget:
             raise EntryInvalid(
                 "entry_too_large", None, f"entry is {size} bytes encoded; at most {budget - 1}"
             )
+
+    def _check_fits(self, tx: Tx, size: int) -> None:
+        self._check_size(size)
+        budget = self._config.max_batch_bytes - self._overhead
         if tx.count + 1 > self._config.max_entries:
             raise EntryInvalid(
                 "transaction_too_large",
@@ -189,6 +235,24 @@ class Recorder:
             raise EntryInvalid(
                 "transaction_too_large", None, f"a transaction takes at most {budget} bytes"
             )
+
+
+#: Milliseconds of the last id made (``new_id``): ids stay time-ordered in a process.
+_last_id_ms = [0]
+
+
+def new_id() -> str:
+    """A UUIDv7 string (RFC 9562: 48-bit Unix ms, version 7, variant 10, 74 random bits),
+    time-ordered within the process like uuid6's, at half its cost."""
+    ms = _last_id_ms[0] = max(time.time_ns() // 1_000_000, _last_id_ms[0] + 1)
+    rand = int.from_bytes(os.urandom(10)) & _RAND_MASK
+    text = f"{ms << 80 | _VERSION_VARIANT | rand:032x}"
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
+#: The 74 random bits of a UUIDv7 (rand_a: 12, rand_b: 62) and its version and variant.
+_RAND_MASK = (0xFFF << 64) | ((1 << 62) - 1)
+_VERSION_VARIANT = (0x7 << 76) | (0x2 << 62)
 
 
 def write_floor(conn: Connection, next_seq: int, last_hlc: hlc_mod.Hlc) -> None:

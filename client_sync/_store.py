@@ -154,6 +154,23 @@ class Store:
                     conn.execute("ROLLBACK")
                 raise
 
+    def write_one(self, sql: str, params: tuple[Any, ...], what: str) -> None:
+        """One statement as its own write transaction on the DBAPI connection (a lone
+        ``record()``: no context manager, no SQLAlchemy; docs/client.md)."""
+        conn = self._dbapi
+        with self.lock:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    conn.execute(sql, params)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+            except sqlcipher3.Error as exc:
+                raise translate(exc, self.path, what) from exc
+
     def get_meta(self, key: str) -> str | None:
         """A meta value, or None."""
         with self.read("read meta") as conn:
