@@ -21,9 +21,7 @@ at that COMMIT (``synchronous=FULL``).
 
 from __future__ import annotations
 
-import os
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -38,6 +36,7 @@ from protocol.model import Entry, Kind
 
 from . import _tables as tables
 from ._config import OutboxConfig
+from ._ids import new_id
 from ._states import State
 from ._store import Store, meta_value, put_meta
 from .errors import OutboxError
@@ -94,7 +93,7 @@ class Recorder:
                     path=self._store.path,
                 )
             with self._open(sql) as (conn, dbapi):
-                tx = Tx(conn, dbapi, new_id(), self.next_seq, self.last_hlc)
+                tx = Tx(conn, dbapi, new_id(self.next_seq), self.next_seq, self.last_hlc)
                 self._local.tx = tx
                 try:
                     yield tx
@@ -137,7 +136,8 @@ class Recorder:
                 raise OutboxError("record_one inside a transaction", path=self._store.path)
             now = self._clock()
             stamp = hlc_mod.tick(self.last_hlc, int(now * 1000))
-            seq, op_id, tx_id = self.next_seq, new_id(), new_id()
+            seq = self.next_seq
+            op_id, tx_id = new_id(seq), new_id(seq)
             body = encode_entry(
                 Entry(
                     op_id=op_id,
@@ -171,7 +171,7 @@ class Recorder:
     ) -> str:
         """Add one already-validated change to ``tx``; return its op_id."""
         stamp = hlc_mod.tick(tx.last_hlc, int(self._clock() * 1000))
-        op_id = new_id()
+        op_id = new_id(tx.next_seq)
         body = encode_entry(
             Entry(
                 op_id=op_id,
@@ -235,24 +235,6 @@ class Recorder:
             raise EntryInvalid(
                 "transaction_too_large", None, f"a transaction takes at most {budget} bytes"
             )
-
-
-#: Milliseconds of the last id made (``new_id``): ids stay time-ordered in a process.
-_last_id_ms = [0]
-
-
-def new_id() -> str:
-    """A UUIDv7 string (RFC 9562: 48-bit Unix ms, version 7, variant 10, 74 random bits),
-    time-ordered within the process like uuid6's, at half its cost."""
-    ms = _last_id_ms[0] = max(time.time_ns() // 1_000_000, _last_id_ms[0] + 1)
-    rand = int.from_bytes(os.urandom(10)) & _RAND_MASK
-    text = f"{ms << 80 | _VERSION_VARIANT | rand:032x}"
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
-
-
-#: The 74 random bits of a UUIDv7 (rand_a: 12, rand_b: 62) and its version and variant.
-_RAND_MASK = (0xFFF << 64) | ((1 << 62) - 1)
-_VERSION_VARIANT = (0x7 << 76) | (0x2 << 62)
 
 
 def write_floor(conn: Connection, next_seq: int, last_hlc: hlc_mod.Hlc) -> None:
