@@ -161,7 +161,8 @@ class SyncClient:
             fields=normalized,
             schema_version=version,
         )
-        self._wake.set()
+        if not self._wake.is_set():  # set() takes the event's lock even when it is set
+            self._wake.set()
         return op_id
 
     @contextmanager
@@ -302,10 +303,10 @@ class SyncClient:
         if kind not in KINDS:
             raise EntryInvalid("unknown_kind", None, f"kind {kind!r} is not one of {KINDS}")
         check_record_id(record_id)
-        if not isinstance(fields, Mapping):
+        if type(fields) is not dict and not isinstance(fields, Mapping):
             raise EntryInvalid("wrong_type", None, "fields must be a mapping")
-        normalized = self._registry.validate(collection, kind, fields)
-        return normalized, self._registry.get(collection).schema_version
+        found = self._registry.get(collection)
+        return found.validate(kind, fields), found.schema_version
 
     def _loop(self, interval: float) -> None:
         while not self._halt.is_set():
