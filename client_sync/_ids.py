@@ -12,14 +12,18 @@ before layout 4 have purely random ids: ``_tables.IDS_FROM`` says where they end
 
 from __future__ import annotations
 
-import os
+import random
 import time
 
 #: Bits of the seq inside an id, and the random bits around it (rand_a: 12, rand_b: 14).
 SEQ_BITS = 48
 _SEQ_MASK = (1 << SEQ_BITS) - 1
-_RAND_MASK = (0xFFF << 64) | (((1 << 14) - 1) << SEQ_BITS)
 _VERSION_VARIANT = (0x7 << 76) | (0x2 << 62)
+
+#: The random bits need not be secret or unguessable (the seq makes an id unique on
+#: its device, the server keys ops by device): a PRNG seeded from os.urandom, not a
+#: system call per id.
+_random = random.Random()
 
 #: Milliseconds of the last id made: ids stay time-ordered in a process.
 _last_ms = [0]
@@ -30,7 +34,8 @@ def new_id(seq: int) -> str:
     if not 0 <= seq <= _SEQ_MASK:
         raise ValueError(f"seq {seq} does not fit {SEQ_BITS} bits")
     ms = _last_ms[0] = max(time.time_ns() // 1_000_000, _last_ms[0] + 1)
-    rand = int.from_bytes(os.urandom(10)) & _RAND_MASK
+    bits = _random.getrandbits(26)
+    rand = (bits >> 14) << 64 | (bits & 0x3FFF) << SEQ_BITS
     text = f"{ms << 80 | _VERSION_VARIANT | rand | seq:032x}"
     return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
