@@ -16,7 +16,9 @@ Each entry is encoded once, at ``append`` (``protocol.codec.encode_entry``), wit
 commit, when the count is known, the count's digits are put in place in those bytes
 (``_with_count``), and the rows go in with one ``executemany`` on the DBAPI connection
 (measured faster than SQLAlchemy Core here; docs/client.md). record() is durable only
-at that COMMIT (``synchronous=FULL``).
+at that COMMIT (``synchronous=FULL``). A lone record() (``record_one``) is encoded
+with its count of 1 and inserted by ``Store.write_one``. Every op_id carries its
+entry's seq and every tx_id its first entry's (_ids.py).
 """
 
 from __future__ import annotations
