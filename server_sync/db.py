@@ -97,6 +97,17 @@ def explained(url: str | sa.URL | None = None) -> Iterator[None]:
         raise ValueError(message) from exc
 
 
+@contextmanager
+def transaction(conn: sa.Connection, *, read_only: bool = False) -> Iterator[None]:
+    """A transaction on ``conn``, committed at the end; ``read_only``: no lock on SQLite."""
+    conn.execution_options(**{READ_ONLY: read_only})
+    try:
+        with conn.begin():
+            yield
+    finally:
+        conn.execution_options(**{READ_ONLY: False})
+
+
 def check_connection(engine: sa.Engine) -> None:
     """Connect once (``SELECT 1``); a missing database becomes a ValueError naming the fix."""
     with explained(engine.url), engine.connect() as conn:
