@@ -28,27 +28,18 @@ READ_ONLY = "fieldsync_read_only"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 
-#: Session settings of every PostgreSQL connection, sent with the connection request
-#: (libpq ``options``). psycopg prepares a statement after five executions, and
-#: PostgreSQL may then plan it once for any parameters: for the op-log lookup of a
-#: batch (``op_id IN ($2 … $501)``) on a table without statistics yet, that generic
-#: plan filters every op of the device against an array it rebuilds per row (0.5-1 s
-#: per batch at 10 k ops, docs/performance.md). A plan made for the values hashes
-#: the list once. Planning an INSERT of one row costs next to nothing.
-POSTGRES_OPTIONS = "-c plan_cache_mode=force_custom_plan"
-
 #: PostgreSQL's answer when the database named in the URL does not exist.
 _MISSING_DATABASE = re.compile(r'database "([^"]{1,200})" does not exist')
 
 
 def create_engine(url: str | sa.URL, **kwargs: Any) -> sa.Engine:
     """An engine for ``url``; SQLite gets WAL, a busy timeout, foreign keys, BEGIN IMMEDIATE;
-    PostgreSQL gets POSTGRES_OPTIONS."""
+    on PostgreSQL (psycopg) only writes are prepared (``_tune_psycopg``)."""
     engine = sa.create_engine(check_url(url), **kwargs)
     if engine.dialect.name == "sqlite":
         _tune_sqlite(engine)
-    elif engine.dialect.name == "postgresql":
-        _tune_postgresql(engine)
+    elif engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg":
+        _tune_psycopg(engine)
     return engine
 
 
@@ -180,11 +171,22 @@ def _enable_wal(cursor: Any) -> None:
             time.sleep(0.01)
 
 
-def _tune_postgresql(engine: sa.Engine) -> None:
-    @sa.event.listens_for(engine, "do_connect")
-    def _on_connect(_dialect: Any, _record: Any, _cargs: Any, cparams: dict[str, Any]) -> None:
-        # Ours first: a later -c of the same name (from the URL's own options) wins.
-        cparams["options"] = f"{POSTGRES_OPTIONS} {cparams.get('options') or ''}".strip()
+def _tune_psycopg(engine: sa.Engine) -> None:
+    import psycopg
+
+    @sa.event.listens_for(engine, "do_execute")
+    def _on_execute(cursor: Any, statement: str, parameters: Any, context: Any) -> bool | None:
+        # psycopg prepares a statement after five executions, and PostgreSQL may then
+        # plan it once for any parameters. For the op-log lookup of a batch (``op_id
+        # IN ($2 … $501)``) on a table without statistics yet, that generic plan
+        # filters every op of the device against an array it rebuilds per row (0.2-1 s
+        # per batch at 5-10 k ops; docs/performance.md): reads are planned for their
+        # values instead (a hashed list). Writes stay prepared (executemany rows above
+        # all), where a generic plan is right and planning each row would cost.
+        if context is None or context.is_crud or isinstance(cursor, psycopg.ServerCursor):
+            return None  # a write, or a server-side cursor (never prepared)
+        cursor.execute(statement, parameters, prepare=False)
+        return True
 
 
 def _tune_sqlite(engine: sa.Engine) -> None:
