@@ -15,6 +15,7 @@ from .auth import authenticate
 from .errors import PayloadTooLarge, Unavailable, UnsupportedMediaType, first_line
 from .extension import server_state
 from .ratelimit import admit
+from .report import store_report
 from .service import apply_batch
 
 sync = Blueprint("sync", __name__)
@@ -36,6 +37,8 @@ def post_batch() -> Response:
     batch = decode_batch(body)
     with state.engine.begin() as conn:
         ack = apply_batch(conn, device_id, batch, state.registry)
+        if batch.report is not None:  # protocol 2.1; stored in the batch's transaction
+            store_report(conn, device_id, batch, ack.server_time_ms or int(time.time() * 1000))
     return _ack_response(encode_ack(ack))
 
 

@@ -44,6 +44,13 @@ CHECKS = [
     negative_data_rejection,
 ]
 
+#: The admin endpoints in the document, called here with the device's token.
+ADMIN_PATHS = (
+    "/v1/admin/devices",
+    "/v1/admin/devices/{device_id}/audit",
+    "/v1/admin/devices/{device_id}/events",
+)
+
 #: What invalid input may get: the 4xx statuses the document lists for the batches.
 CONFIG = schemathesis.Config.from_dict(
     {"checks": {"negative_data_rejection": {"expected-statuses": [400, 401, 403, 413, 415, 426]}}}
@@ -230,5 +237,8 @@ def test_the_live_server_conforms_to_its_openapi_document(tmp_path: Path) -> Non
     stored, field_rows = _stored(url)
     assert stored == new  # every op stored was answered in a 200; refused requests left none
     assert len(applied) >= 2 and field_rows > 0
-    assert set(run.statuses) == {"POST /v1/batches", "GET /healthz", f"GET {OPENAPI_PATH}"}
+    admin = {f"GET {path}" for path in ADMIN_PATHS}
+    assert set(run.statuses) == {"POST /v1/batches", "GET /healthz", f"GET {OPENAPI_PATH}"} | admin
+    for label in admin:  # a device's token (or a mangled one) never reads admin endpoints
+        assert 403 in run.statuses[label] <= {401, 403}, label  # see test_audit_schemathesis
     assert run.statuses["POST /v1/batches"] >= {200, 400, 401, 415}, run.statuses
