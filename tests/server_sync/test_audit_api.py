@@ -24,7 +24,7 @@ from server_sync.extension import server_state
 from server_sync.models import device_status, devices, journal_events
 
 from .audit_helpers import Device, M, admin_token, audit_app, count, enrol
-from .conftest import database_at, error_of, migrate
+from .conftest import Wire, database_at, error_of, migrate
 
 HOUR = 60 * M
 
@@ -388,3 +388,17 @@ def test_any_query_is_answered_200_or_a_clear_400(
     assert response.status_code in (200, 400), response.get_data(as_text=True)
     if response.status_code == 400:
         assert error_of(response)["code"] == "invalid_request"
+
+
+def test_entries_the_server_recorded_count_in_the_window(app: Flask, admin: Admin) -> None:
+    device_id, token = enrol(app)
+    device = Device(device_id)
+    start = now_ms()
+    report = a_bad_afternoon(device, start).report
+    wire = Wire(app.test_client(), device_id, token)
+    batch = wire.batch(wire.entry(1, "t1"), wire.entry(2, "t1", record_id="c2"))
+    post(app.test_client(), token, Batch("2.1", batch.batch_id, device_id, batch.entries, report))
+    audit = admin.ok(f"/v1/admin/devices/{device_id}/audit", window="1h")
+    assert audit["entries_recorded"] == 2
+    before = admin.ok(f"/v1/admin/devices/{device_id}/audit", window="1h", end_ms=start - 1)
+    assert before["entries_recorded"] == 0
