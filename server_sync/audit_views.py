@@ -80,6 +80,8 @@ def get_events(device_id: str) -> Response:
     if "after" in query:
         at, _, row = query["after"].partition(".")
         after = (int(at), int(row))
+        if max(after) >= 2**63:  # a 64-bit column's range: SQLite could not even bind it
+            raise InvalidRequest("after is not a cursor this server wrote", {"after": ["invalid"]})
     limit = query["limit"]
     with server_state(current_app).reader.begin() as conn:
         if conn.execute(devices.select().where(devices.c.id == device_id)).first() is None:

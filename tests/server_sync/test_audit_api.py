@@ -323,7 +323,7 @@ def test_repeated_and_overlong_queries_and_odd_ids_are_refused(app: Flask, admin
         for tail in ("audit", "events"):
             response = admin.client.get(f"/v1/admin/devices/{odd}/{tail}", headers=headers)
             assert (response.status_code, error_of(response)["code"]) == (404, "unknown_device")
-    for after in ("1", "1.x", "١.١", "1." + "9" * 20):
+    for after in ("1", "1.x", "١.١", "1." + "9" * 20, "9" * 19 + ".1", "1." + "9" * 19):
         response = admin.get(f"/v1/admin/devices/{device_id}/events", after=after)
         assert response.status_code == 400 and "after" in error_of(response)["details"]
 
