@@ -7,7 +7,7 @@ corrected to the server's clock by one offset per report (``clock_offset``, desc
 in docs/server.md, "Clock skew"). Then the device's ``device_status`` row, which the
 fleet view sorts on, is brought up to date: last seen, latest status, data-box sort
 keys, and the default window's figures (audit.py), computed from this device's own
-events only.
+events only. The device's events older than the retention are deleted on the way.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ def store_report(conn: sa.Connection, device_id: str, batch: Batch, received_ms:
     offset = clock_offset(report, received_ms)
     _insert_events(conn, device_id, batch.batch_id, report.journal, offset=offset, at=received_ms)
     _update_status(conn, device_id, report, offset, received_ms)
+    _prune(conn, device_id, received_ms - audit.RETENTION_MS)
     audit.refresh_figures(conn, device_id, received_ms)
 
 
@@ -94,6 +95,15 @@ def _insert_events(
             index_elements=["device_id", "event_id"]
         )
         conn.execute(insert, rows)
+
+
+def _prune(conn: sa.Connection, device_id: str, before_ms: int) -> None:
+    """Delete the device's events older than the retention (by its own index)."""
+    conn.execute(
+        journal_events.delete().where(
+            journal_events.c.device_id == device_id, journal_events.c.at_server_ms < before_ms
+        )
+    )
 
 
 def _row(

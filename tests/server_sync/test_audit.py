@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from flask import Flask
 
 from protocol import Batch
-from server_sync.audit import Audit, device_audit
+from server_sync.audit import RETENTION_MS, Audit, device_audit
 from server_sync.extension import server_state
 from server_sync.models import device_status, journal_events
 from server_sync.report import clock_offset, store_report
@@ -170,3 +170,14 @@ def test_corrected_times_never_fall_after_the_report_arrived(app: Flask) -> None
     with server_state(app).engine.connect() as conn:
         at = conn.execute(sa.select(journal_events.c.at_server_ms)).scalar()
     assert at == T0
+
+
+def test_events_older_than_the_retention_are_pruned_at_the_next_report(app: Flask) -> None:
+    device_id, _ = enrol(app)
+    device = Device(device_id)
+    store(app, device.batch(T0, [device.link(T0 - M, True)]), T0)
+    later = T0 + RETENTION_MS + HOUR
+    store(app, device.batch(later, [device.link(later - M, False)]), later)
+    with server_state(app).engine.connect() as conn:
+        kept = conn.execute(sa.select(journal_events.c.at_server_ms)).scalars().all()
+    assert kept == [later - M]
