@@ -18,6 +18,7 @@ from .errors import PayloadTooLarge, Unavailable, UnsupportedMediaType, first_li
 from .extension import server_state
 from .metrics import observe_ack
 from .ratelimit import admit
+from .report import store_report
 from .service import apply_batch
 
 sync = Blueprint("sync", __name__)
@@ -40,7 +41,9 @@ def post_batch() -> Response:
     started = time.perf_counter()
     with state.engine.begin() as conn:
         ack = apply_batch(conn, device_id, batch, state.registry)
-        ack = deliver(conn, device_id, batch, ack, datetime.now(UTC))
+        received_ms = ack.server_time_ms or int(time.time() * 1000)
+        store_report(conn, device_id, batch, received_ms)  # protocol 2.1: journal, box, outcomes
+        ack = deliver(conn, device_id, batch, ack, datetime.fromtimestamp(received_ms / 1000, UTC))
     observe_ack(ack, time.perf_counter() - started)
     return _ack_response(encode_ack(ack))
 
