@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
+from .commands import Command, commands_between
 from .models import device_status, devices, journal_events, ops
 from .timeline import Link, Period, timeline
 
@@ -79,9 +80,13 @@ class Audit:
     last_seen_ms: int | None
     last_sync_ms: int | None
     clock_offset_ms: int | None
+    #: Commands created, delivered or answered in the window, with their outcomes.
+    commands: list[Command] = field(default_factory=list)
 
 
-def device_audit(conn: sa.Connection, device_id: str, start_ms: int, end_ms: int) -> Audit | None:
+def device_audit(
+    conn: sa.Connection, device_id: str, start_ms: int, end_ms: int, *, commands: bool = True
+) -> Audit | None:
     """The audit of ``device_id`` over [start_ms, end_ms), or None if no such device."""
     status = conn.execute(_DEVICE, {"device": device_id}).one_or_none()
     if status is None:
@@ -116,12 +121,20 @@ def device_audit(conn: sa.Connection, device_id: str, start_ms: int, end_ms: int
         last_seen_ms=seen or None,
         last_sync_ms=status.last_sync_ms or None,
         clock_offset_ms=status.offset_ms if reported and seen else None,
+        commands=_commands(conn, device_id, start_ms, end_ms) if commands else [],
     )
+
+
+def _commands(conn: sa.Connection, device_id: str, start_ms: int, end_ms: int) -> list[Command]:
+    """The device's commands that moved in the window (commands.py keeps them)."""
+    start, end = (datetime.fromtimestamp(ms / 1000, UTC) for ms in (start_ms, end_ms))
+    return commands_between(conn, device_id, start, end)
 
 
 def refresh_figures(conn: sa.Connection, device_id: str, now_ms: int) -> None:
     """Store the default window's figures (ending ``now_ms``) on the device's status row."""
-    audit = device_audit(conn, device_id, max(now_ms - DEFAULT_WINDOW_MS, 0), now_ms)
+    start = max(now_ms - DEFAULT_WINDOW_MS, 0)
+    audit = device_audit(conn, device_id, start, now_ms, commands=False)
     if audit is None:
         return
     attempts = audit.attempts

@@ -15,6 +15,7 @@ from marshmallow import Schema, ValidationError, fields, validate
 from protocol.constants import MAX_ID_LENGTH, MAX_TIME_MS
 from protocol.model import EVENT_KINDS
 
+from .admin_schemas import AdminCommandSchema
 from .audit import HOUR_MS, RETENTION_MS
 from .fleet import MAX_CURSOR, SORTS
 
@@ -170,6 +171,7 @@ class AuditSchema(Schema):
     last_seen_ms = fields.Integer(required=True, allow_none=True)
     last_sync_ms = fields.Integer(required=True, allow_none=True)
     clock_offset_ms = fields.Integer(required=True, allow_none=True)
+    commands = fields.List(fields.Nested(AdminCommandSchema), required=True)
 
 
 class FleetRowSchema(Schema):
