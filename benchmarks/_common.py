@@ -77,6 +77,11 @@ class Sizes:
     device_entries: int = 10
     device_workers: int = 4
     device_clients: int = 4
+    fleet_small_devices: int = 100
+    fleet_small_events: int = 10_000
+    fleet_large_devices: int = 10_000
+    fleet_large_events: int = 1_000_000
+    fleet_queries: int = 200
     postgres_url: str | None = None
 
     @classmethod
@@ -99,6 +104,11 @@ class Sizes:
             device_entries=5,
             device_workers=2,
             device_clients=2,
+            fleet_small_devices=10,
+            fleet_small_events=1_000,
+            fleet_large_devices=100,
+            fleet_large_events=10_000,
+            fleet_queries=10,
             postgres_url=postgres_url,
         )
 

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import apply, coldstart, devices, drain, drain_pg, record, single
+from . import apply, coldstart, devices, drain, drain_pg, fleet, record, single
 from ._common import Sizes, machine
 
 BENCHMARKS: dict[str, Callable[[Sizes, Path | None], dict[str, Any]]] = {
@@ -19,6 +19,7 @@ BENCHMARKS: dict[str, Callable[[Sizes, Path | None], dict[str, Any]]] = {
     "apply": apply.run,
     "coldstart": coldstart.run,
     "devices": devices.run,
+    "fleet": fleet.run,
 }
 
 #: The issue's goals: (key, comparison, target). Goals to work toward, not gates.
@@ -34,6 +35,10 @@ GOALS: tuple[tuple[str, str, float], ...] = (
     ("apply_vs_raw", ">=", 0.2),
     ("apply_vs_raw_pg", ">=", 0.2),
     ("rss_100k_vs_1k", "<=", 1.5),
+    ("fleet_view_10k_vs_100", "<=", 2.0),
+    ("fleet_view_p99_10k_vs_100", "<=", 2.0),
+    ("device_audit_10k_vs_100", "<=", 2.0),
+    ("device_audit_p99_10k_vs_100", "<=", 2.0),
 )
 
 

@@ -16,6 +16,7 @@ from protocol.constants import MAX_WIRE_BYTES
 
 from . import db
 from .admin import admin
+from .audit_views import audit_api
 from .drain import drain_request_body
 from .errors import HttpError, Unavailable, first_line
 from .extension import EXTENSION, ServerState
@@ -82,6 +83,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(openapi)
     app.register_blueprint(admin)
     app.register_blueprint(metrics)
+    app.register_blueprint(audit_api)
     app.register_error_handler(Exception, render_error)
     app.wsgi_app = drain_request_body(app.wsgi_app)  # type: ignore[method-assign,assignment]
     if hops:  # the admin log records the client's address, not nginx's

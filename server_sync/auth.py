@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 
 from .errors import DeviceRevoked, NotFound, Unauthorized
-from .models import devices
+from .models import device_status, devices
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +44,7 @@ def add_device(conn: sa.Connection, name: str, *, now: datetime | None = None) -
             created_at=now or datetime.now(UTC),
         )
     )
+    conn.execute(device_status.insert().values(device_id=device_id))  # in the fleet view at once
     return device_id, token
 
 

@@ -1,9 +1,10 @@
-"""The admin side of a batch, in the batch's own transaction: keep the report's data box
-and command outcomes, and put the device's open commands in the ack.
+"""The admin side of a batch, in the batch's own transaction: put the device's open
+commands in the ack.
 
-Called by the batch view right after ``apply_batch``, on the same connection, so an
-ack means the data box and outcomes are stored, and a command is marked delivered
-only if the ack that carries it is committed.
+Called by the batch view after ``apply_batch`` and ``report.store_report`` (which stores
+the report's data box and command outcomes), on the same connection, so a command is
+marked delivered only if the ack that carries it is committed, and one the report just
+answered is not sent again.
 """
 
 from __future__ import annotations
@@ -16,17 +17,11 @@ import sqlalchemy as sa
 from protocol import Ack, Batch
 from protocol.constants import REPORT_MINOR
 
-from .commands import pending_commands, store_outcomes
-from .databox import store_databox
+from .commands import pending_commands
 
 
 def deliver(conn: sa.Connection, device_id: str, batch: Batch, ack: Ack, now: datetime) -> Ack:
-    """Store ``batch``'s data box and outcomes; ``ack`` with the device's open commands."""
-    report = batch.report
-    if report is not None:
-        store_databox(conn, device_id, report.databox, now, sent_ms=report.sent_ms)
-        if report.outcomes:
-            store_outcomes(conn, device_id, report.outcomes, now)
+    """``ack`` with the device's open commands (if ``batch``'s version reads them)."""
     if not _reads_commands(batch.protocol_version):
         return ack  # a 2.0 device refuses an ack with members it does not know
     commands = pending_commands(conn, device_id, now=now)

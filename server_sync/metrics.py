@@ -31,7 +31,7 @@ from protocol import Ack
 
 from .commands import open_count
 from .extension import server_state
-from .models import devices, ops
+from .models import device_status, devices, ops
 
 #: The environment variable that turns on prometheus-client's multi-process mode.
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -103,7 +103,11 @@ class _Fleet(Collector):
         self.engine = engine
 
     def collect(self) -> Iterator[Metric]:
-        seen = sa.exists().where(ops.c.device_id == devices.c.id)
+        # Seen: a report (the audit's last-seen rollup) or, from a 2.0 device, an entry.
+        reported = sa.exists().where(
+            device_status.c.device_id == devices.c.id, device_status.c.last_seen_ms > 0
+        )
+        seen = sa.or_(reported, sa.exists().where(ops.c.device_id == devices.c.id))
         with self.engine.begin() as conn:
             enrolled = conn.execute(sa.select(sa.func.count()).select_from(devices)).scalar_one()
             devices_seen = conn.execute(
@@ -115,7 +119,7 @@ class _Fleet(Collector):
         )
         yield GaugeMetricFamily(
             "fieldsync_devices_seen",
-            "Devices that have sent at least one entry.",
+            "Devices that have sent at least one entry or report.",
             value=devices_seen,
         )
         yield GaugeMetricFamily(

@@ -168,3 +168,64 @@ device_commands = sa.Table(
     sa.Column("outcome_message", sa.String(1000), nullable=True),
     sa.Column("new_op_id", _id, nullable=True),
 )
+
+
+# -- the device journal and its audit (migration 0005) ------------------------------------
+# Times are integer milliseconds since the epoch: device times as sent (``at_ms``) and
+# corrected to the server's clock (``at_server_ms``, see server_sync/audit.py).
+
+journal_events = sa.Table(
+    "journal_events",
+    metadata,
+    sa.Column("id", _pk_int, primary_key=True, autoincrement=True),
+    sa.Column("device_id", _id, sa.ForeignKey("devices.id"), nullable=False),
+    sa.Column("event_id", _id, nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("at_ms", sa.BigInteger(), nullable=False),
+    sa.Column("at_server_ms", sa.BigInteger(), nullable=False),
+    sa.Column("received_ms", sa.BigInteger(), nullable=False),
+    sa.Column("batch_id", _id, nullable=False),
+    # Link events only: what the offline arithmetic reads without parsing the body.
+    sa.Column("channel", _id, nullable=True),
+    sa.Column("up", sa.Boolean(), nullable=True),
+    # The event's canonical JSON, as the device sent it.
+    sa.Column("body_json", sa.Text(), nullable=False),
+    sa.UniqueConstraint("device_id", "event_id", name="uq_journal_events_device_id_event_id"),
+    sa.Index("ix_journal_events_device_time", "device_id", "at_server_ms", "id"),
+    sa.Index("ix_journal_events_device_kind_time", "device_id", "kind", "at_server_ms"),
+)
+
+#: One row per device: its latest report and its default-window figures, so the fleet
+#: view reads one indexed row per device listed and never a raw event. Sentinels
+#: instead of NULL keep every sort key indexable: 0 = never (or nothing parked).
+device_status = sa.Table(
+    "device_status",
+    metadata,
+    sa.Column("device_id", _id, sa.ForeignKey("devices.id"), primary_key=True),
+    sa.Column("last_seen_ms", sa.BigInteger(), nullable=False, server_default="0"),
+    sa.Column("reports", sa.BigInteger(), nullable=False, server_default="0"),
+    sa.Column("offset_ms", sa.BigInteger(), nullable=False, server_default="0"),
+    sa.Column("report_sent_ms", sa.BigInteger(), nullable=False, server_default="0"),
+    sa.Column("status_at_ms", sa.BigInteger(), nullable=False, server_default="0"),
+    sa.Column("app_version", _id, nullable=True),
+    sa.Column("protocol_version", sa.String(16), nullable=True),
+    sa.Column("queue_depth", sa.BigInteger(), nullable=False, server_default="0"),
+    sa.Column("free_bytes", sa.BigInteger(), nullable=True),
+    # Sort keys from the latest data box (by the device's sent_ms); the entries
+    # themselves live with the fleet data box.
+    sa.Column("parked", sa.BigInteger(), nullable=False, server_default="0"),
+    sa.Column("oldest_parked_ms", sa.BigInteger(), nullable=False, server_default="0"),
+    # The default window's figures as of ``figures_at_ms`` (the last report).
+    sa.Column("figures_at_ms", sa.BigInteger(), nullable=False, server_default="0"),
+    sa.Column("offline_ms", sa.BigInteger(), nullable=False, server_default="0"),
+    sa.Column("online_ms", sa.BigInteger(), nullable=False, server_default="0"),
+    sa.Column("attempts", sa.BigInteger(), nullable=False, server_default="0"),
+    sa.Column("failed", sa.BigInteger(), nullable=False, server_default="0"),
+    sa.Column("failure_ppm", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("last_sync_ms", sa.BigInteger(), nullable=False, server_default="0"),
+    sa.Index("ix_device_status_offline", "offline_ms", "device_id"),
+    sa.Index("ix_device_status_failure", "failure_ppm", "device_id"),
+    sa.Index("ix_device_status_seen", "last_seen_ms", "device_id"),
+    sa.Index("ix_device_status_queue", "queue_depth", "device_id"),
+    sa.Index("ix_device_status_parked", "oldest_parked_ms", "device_id"),
+)

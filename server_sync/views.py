@@ -19,6 +19,7 @@ from .errors import PayloadTooLarge, Unavailable, UnsupportedMediaType, first_li
 from .extension import ServerState, server_state
 from .metrics import observe_ack
 from .ratelimit import admit
+from .report import store_report
 from .service import apply_batch
 
 sync = Blueprint("sync", __name__)
@@ -36,7 +37,9 @@ def post_batch() -> Response:
         started = time.perf_counter()
         # Begins the apply's transaction, unless the token check left it open.
         ack = apply_batch(conn, device_id, batch, state.registry)
-        ack = deliver(conn, device_id, batch, ack, datetime.now(UTC))
+        received_ms = ack.server_time_ms or int(time.time() * 1000)
+        store_report(conn, device_id, batch, received_ms)  # protocol 2.1: journal, box, outcomes
+        ack = deliver(conn, device_id, batch, ack, datetime.fromtimestamp(received_ms / 1000, UTC))
         conn.commit()
     observe_ack(ack, time.perf_counter() - started)
     return _ack_response(encode_ack(ack))

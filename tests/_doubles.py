@@ -32,7 +32,7 @@ from protocol.model import Ack, Entry
 from protocol.registry import Registry
 from server_sync import add_device, create_app
 from server_sync.extension import server_state
-from server_sync.models import devices, ops
+from server_sync.models import device_status, devices, ops
 from simulations.rep import app_registry
 
 #: Fields of a customer that the device accepts and the real server refuses.
@@ -132,9 +132,12 @@ class RealServer:
         """Enrol a device under a given id (an outbox made elsewhere names its device)."""
         made = self.enrol(name)
         with self.engine.begin() as conn:
+            # Its status row (the fleet view's) refers to the id: move it along.
+            conn.execute(device_status.delete().where(device_status.c.device_id == made.device_id))
             conn.execute(
                 devices.update().where(devices.c.id == made.device_id).values(id=device_id)
             )
+            conn.execute(device_status.insert().values(device_id=device_id))
         return Enrolled(device_id, made.token)
 
     def transport(self) -> httpx.WSGITransport:

@@ -29,6 +29,7 @@ from protocol import (
 from protocol.constants import PROTOCOL_VERSION
 from server_sync import create_engine, upgrade
 from server_sync.models import devices
+from server_sync.report import store_report
 from server_sync.service import apply_batch
 
 #: Fixed seed in CI (env CI set), bounded examples everywhere.
@@ -66,16 +67,46 @@ def _entry(i: int, tx: int) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _valid(n: int) -> dict[str, Any]:
+def _valid(n: int, report: bool = False) -> dict[str, Any]:
     entries = [_entry(i, i // 2) for i in range(n)]
     for e in entries:  # two entries per transaction, the last one maybe alone
         e["tx_count"] = sum(1 for other in entries if other["tx_id"] == e["tx_id"])
-    return {
+    raw = {
         "protocol_version": PROTOCOL_VERSION,
         "batch_id": "b1",
         "device_id": "d1",
         "entries": entries,
     }
+    if report:  # protocol 2.1: a report of every event kind (and maybe no entries)
+        raw["report"] = _report()
+    return raw
+
+
+def _report() -> dict[str, Any]:
+    t = NOW_MS - 3_600_000
+    return {
+        "sent_ms": t + 60_000,
+        "journal": [
+            {"id": "e1", "at_ms": t, "kind": "link", "channel": "wifi", "up": False,
+             "source": "os"},
+            {"id": "e2", "at_ms": t + 1, "kind": "attempt", "channel": "wifi",
+             "started_ms": t, "ended_ms": t + 1, "entries": 2, "bytes_sent": 10,
+             "bytes_received": 5, "outcome": "ok", "server_time_ms": t + 2},
+            {"id": "e3", "at_ms": t + 2, "kind": "status", "queue_depth": 1,
+             "free_bytes": 10, "app_version": "1", "protocol_version": "2.1"},
+            {"id": "e4", "at_ms": t + 3, "kind": "refused", "code": "storage_low",
+             "free_bytes": 1},
+            {"id": "e5", "at_ms": t + 4, "kind": "databox", "action": "discard",
+             "op_id": "op-9", "reason": "dup", "command_id": "c1"},
+        ],
+        "databox": {
+            "counts": {"pending": 1, "in_flight": 0, "parked": 1},
+            "reasons": {"field_too_long": 1},
+            "parked": [{"op_id": "op-9", "collection": "customers", "record_id": "r9",
+                        "code": "too_long", "message": "notes", "age_s": 9}],
+        },
+        "outcomes": [{"command_id": "c1", "status": "done"}],
+    }  # fmt: skip
 
 
 #: Values hostile input is made of (each one got a 500 somewhere before).
@@ -111,7 +142,8 @@ def _slots(raw: Any) -> list[tuple[Any, Any]]:
 @st.composite
 def structural(draw: st.DrawFn) -> bytes:
     """A valid batch with a few members replaced, removed, added or duplicated."""
-    raw = _valid(draw(st.integers(1, 4)))
+    with_report = draw(st.booleans())
+    raw = _valid(draw(st.integers(0 if with_report else 1, 4)), report=with_report)
     if draw(st.booleans()):  # only field values: most such batches decode, then apply
         for entry in raw["entries"]:
             name = draw(st.sampled_from(FIELD_NAMES))
@@ -140,7 +172,7 @@ def structural(draw: st.DrawFn) -> bytes:
 @st.composite
 def byte_mutated(draw: st.DrawFn) -> bytes:
     """A valid batch's canonical bytes with a few bytes flipped, cut or inserted."""
-    data = bytearray(json.dumps(_valid(draw(st.integers(1, 3)))).encode())
+    data = bytearray(json.dumps(_valid(draw(st.integers(1, 3)), draw(st.booleans()))).encode())
     for _ in range(draw(st.integers(1, 6))):
         at = draw(st.integers(0, len(data) - 1))
         action = draw(st.sampled_from(["flip", "cut", "insert"]))
@@ -187,6 +219,7 @@ def _pipeline(engine: sa.Engine, body: bytes, encoding: str) -> None:
         except ProtocolError:
             return  # refused whole: the caller rolls back (below)
         assert [r.op_id for r in ack.results] == [e.op_id for e in batch.entries]
+        store_report(conn, batch.device_id, batch, NOW_MS)  # a decoded report always stores
     finally:
         tx.rollback()
         conn.close()
@@ -212,11 +245,14 @@ def test_structural_mutations(engine: sa.Engine, body: bytes) -> None:
 
 
 def test_the_valid_batches_the_fuzz_starts_from_apply_cleanly(engine: sa.Engine) -> None:
-    batch = decode_batch(json.dumps(_valid(4)).encode())
+    batch = decode_batch(json.dumps(_valid(4, report=True)).encode())
     with engine.connect() as conn, conn.begin() as tx:
         conn.execute(
             devices.insert(), {"id": "d1", "name": "f", "token_hash": "h", "created_at": NOW}
         )
         ack = apply_batch(conn, "d1", batch, REGISTRY, now=NOW)
+        store_report(conn, "d1", batch, NOW_MS)
+        events = conn.execute(sa.text("SELECT count(*) FROM journal_events")).scalar()
         tx.rollback()
     assert [r.status for r in ack.results] == ["applied"] * 4
+    assert events == 5

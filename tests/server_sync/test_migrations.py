@@ -30,6 +30,8 @@ TABLES = {
     "device_databox_state",
     "device_databox_reasons",
     "device_commands",
+    "journal_events",
+    "device_status",
 }
 
 
@@ -45,7 +47,7 @@ def test_the_script_location_is_inside_the_installed_package() -> None:
     location = Path(alembic_config().get_main_option("script_location") or "")
     assert location == Path(server_sync.__file__).parent / "migrations"
     revisions = [r.revision for r in ScriptDirectory.from_config(alembic_config()).walk_revisions()]
-    assert revisions == ["0006", "0004", "0003", "0002", "0001"]
+    assert revisions == ["0006", "0005", "0004", "0003", "0002", "0001"]
 
 
 def test_upgrade_on_sqlite_matches_the_models_and_downgrades(tmp_path: Path) -> None:
