@@ -7,11 +7,13 @@ finds the number in what a rep typed is one linear pass: no input can make it sl
 
 from __future__ import annotations
 
+import re
 import unicodedata
+from functools import cache
 from typing import Literal
 
 import phonenumbers
-from phonenumbers import NumberParseException, PhoneNumberFormat, PhoneNumberType
+from phonenumbers import NumberParseException, PhoneMetadata, PhoneNumberFormat, PhoneNumberType
 
 from .constants import MAX_PHONE_LENGTH
 from .errors import EntryInvalid
@@ -26,6 +28,27 @@ _DIGITS = frozenset("0123456789")
 _INSIDE = _DIGITS | frozenset(" \t-.()/")
 _MOBILE = (PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE)
 
+#: A mainland mobile as reps type it: "+86 139 1234 5678", "139-1234-5678", "13912345678"
+#: (ASCII; an optional "+86"; at most one space or dash between the 3-4-4 groups). It
+#: leaves out 11, 12 and 179: libphonenumber reads "1[12]xx00…" and "179xx00…" as an
+#: international dialling prefix, so those go through its parse.
+_TYPED_CN = re.compile(r"(?:\+86[ -]?)?(1(?:[3-689][0-9]|7[0-8]))[ -]?([0-9]{4})[ -]?([0-9]{4})")
+#: What libphonenumber's CN metadata said when _TYPED_CN was written: its international
+#: and national prefixes can strip nothing from an 11-digit number that _TYPED_CN takes
+#: (what would be left has 6 digits, too few to stand). Other metadata: no fast path.
+_CN_PREFIXES = ("00|1(?:[12]\\d|79)\\d\\d00", "(1(?:[12]\\d|79)\\d\\d)|0", "0")
+#: libphonenumber's number types in the order its ``number_type`` tries them.
+_KINDS = (
+    ("premium_rate", PhoneNumberType.PREMIUM_RATE),
+    ("toll_free", PhoneNumberType.TOLL_FREE),
+    ("shared_cost", PhoneNumberType.SHARED_COST),
+    ("voip", PhoneNumberType.VOIP),
+    ("personal_number", PhoneNumberType.PERSONAL_NUMBER),
+    ("pager", PhoneNumberType.PAGER),
+    ("uan", PhoneNumberType.UAN),
+    ("voicemail", PhoneNumberType.VOICEMAIL),
+)
+
 
 def normalize_phone(
     value: str, field: str | None = None, *, region: str = "CN", output: PhoneOutput = "national"
@@ -36,10 +59,16 @@ def normalize_phone(
     full-width characters, and junk before the first digit or after the last
     ("tel: …", "…。"). ``region`` reads numbers written without a country prefix.
     """
-    if output == "national" and region == "CN" and _is_cn_national(value):
-        # Already in its stored form (what every device sends): parsing adds nothing.
-        number = phonenumbers.PhoneNumber(country_code=86, national_number=int(value))
-        return _national_mobile(number, region, field)
+    if output == "national" and region == "CN":
+        national = _typed_cn_mobile(value)
+        if national is not None:
+            # The stored form (what devices send) or a typed one: parsing adds nothing.
+            return _mobile_of_kind(national, _cn_kind(national), region, field)
+    return _parsed(value, field, region, output)
+
+
+def _parsed(value: str, field: str | None, region: str, output: PhoneOutput) -> str:
+    """normalize_phone through libphonenumber's parse: every input, no fast path."""
     text = _screen(value, field)
     try:
         number = phonenumbers.parse(text, region)
@@ -87,21 +116,88 @@ def _national_mobile(number: phonenumbers.PhoneNumber, region: str, field: str |
             raise _invalid(field, f"has {len(national)} digits; a mainland mobile has 11")
         if national[0] != "1" or national[1] not in "3456789":
             raise _invalid(field, "a mainland mobile starts with 13-19")
-    kind = phonenumbers.number_type(number)  # UNKNOWN is what is_valid_number refuses
-    if kind == PhoneNumberType.UNKNOWN:
+    return _mobile_of_kind(national, phonenumbers.number_type(number), region, field)
+
+
+def _mobile_of_kind(national: str, kind: int, region: str, field: str | None) -> str:
+    """``national`` if libphonenumber's ``kind`` of it is a mobile; else say why not."""
+    if kind == PhoneNumberType.UNKNOWN:  # what is_valid_number refuses
         raise _invalid(field, f"is not an allocated {region} number")
     if kind not in _MOBILE:
         raise _invalid(field, f"is not a {region} mobile number")
     return national
 
 
-def _is_cn_national(value: str) -> bool:
-    """True for 11 ASCII digits starting with 1: the form a CN mobile is stored in.
+def _typed_cn_mobile(value: str) -> str | None:
+    """The 11 digits of a mainland mobile written as _TYPED_CN takes it, else None.
 
-    No trunk prefix (0) nor country code (86) can start it, so libphonenumber's parse
-    would read it as exactly this national number.
+    libphonenumber's parse reads such text as exactly this national number of +86
+    (tests/protocol/test_phone.py compares the two on generated and corpus inputs).
     """
-    return len(value) == 11 and value[0] == "1" and value.isascii() and value.isdigit()
+    match = _TYPED_CN.fullmatch(value) if len(value) <= 20 and _fast_cn() else None
+    return None if match is None else "".join(match.groups())
+
+
+@cache
+def _fast_cn() -> bool:
+    """Whether the CN metadata still has the prefixes _TYPED_CN was reasoned against."""
+    meta = PhoneMetadata.metadata_for_region("CN")
+    if meta is None or phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(86) != ("CN",):
+        return False
+    found = (meta.international_prefix, meta.national_prefix_for_parsing, meta.national_prefix)
+    return found == _CN_PREFIXES and not meta.national_prefix_transform_rule
+
+
+def _cn_kind(national: str) -> int:
+    """``phonenumbers.number_type`` of +86 ``national``, on patterns compiled once."""
+    general, kinds, fixed, mobile, same = _cn_patterns()
+    if not _matches(national, general):
+        return PhoneNumberType.UNKNOWN
+    for desc, kind in kinds:
+        if _matches(national, desc):
+            return kind
+    if _matches(national, fixed):
+        if same or _matches(national, mobile):
+            return PhoneNumberType.FIXED_LINE_OR_MOBILE
+        return PhoneNumberType.FIXED_LINE
+    if not same and _matches(national, mobile):
+        return PhoneNumberType.MOBILE
+    return PhoneNumberType.UNKNOWN
+
+
+#: A number description as (possible lengths, compiled pattern); None where absent.
+_Desc = tuple[frozenset[int], "re.Pattern[str]"] | None
+
+
+@cache
+def _cn_patterns() -> tuple[_Desc, tuple[tuple[_Desc, int], ...], _Desc, _Desc, bool]:
+    """The CN metadata's number descriptions, compiled once (only after _fast_cn)."""
+    meta = PhoneMetadata.metadata_for_region("CN")
+    assert meta is not None  # _fast_cn checked it
+    kinds = tuple((_desc(getattr(meta, name)), kind) for name, kind in _KINDS)
+    return (
+        _desc(meta.general_desc),
+        tuple((desc, kind) for desc, kind in kinds if desc is not None),
+        _desc(meta.fixed_line),
+        _desc(meta.mobile),
+        bool(meta.same_mobile_and_fixed_line_pattern),
+    )
+
+
+def _desc(desc: phonenumbers.PhoneNumberDesc | None) -> _Desc:
+    if desc is None or not desc.national_number_pattern:
+        return None
+    return frozenset(desc.possible_length), re.compile(desc.national_number_pattern)
+
+
+def _matches(national: str, desc: _Desc) -> bool:
+    """libphonenumber's _is_number_matching_desc: a possible length, then the pattern."""
+    if desc is None:
+        return False
+    lengths, pattern = desc
+    if lengths and len(national) not in lengths:
+        return False
+    return pattern.fullmatch(national) is not None
 
 
 def _invalid(field: str | None, message: str) -> EntryInvalid:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import random
+
+import phonenumbers
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from benchmarks._common import SEED, customer_fields
 from protocol import EntryInvalid, FieldSpec, crm_registry, normalize_cn_mobile
 from protocol.constants import MAX_PHONE_LENGTH
 from protocol.fieldtypes import Phone
-from protocol.phone import normalize_phone
+from protocol.phone import _cn_kind, _fast_cn, _parsed, _typed_cn_mobile, normalize_phone
 
 #: Mobile prefixes libphonenumber knows as allocated (the rule is its metadata now).
 MOBILE_PREFIXES = [f"13{d}" for d in range(10)] + ["150", "151", "152", "153", "155"]
@@ -146,3 +150,82 @@ def test_full_width_digits_do_not_take_the_fast_path() -> None:
     assert normalize_phone("１３９１２３４５６７８") == "13912345678"
     with pytest.raises(EntryInvalid):
         normalize_phone("٣٩١٢٣٤٥٦٧٨٩")
+
+
+def _answer(value: str, slow: bool) -> str:
+    """normalize_phone's answer for ``value``; ``slow``: through libphonenumber's parse."""
+    try:
+        if slow:
+            return _parsed(value, "phone", "CN", "national")
+        return normalize_phone(value, "phone")
+    except EntryInvalid as exc:
+        return f"refused {exc.code} {exc.field}: {exc.message}"
+
+
+def _written(
+    prefixes: list[str], lengths: tuple[int, int], seps: list[str]
+) -> st.SearchStrategy[str]:
+    """Numbers starting with 1, written as prefix + 3 digits + sep + 4 digits + sep + rest."""
+    return st.builds(
+        lambda prefix, d, a, b: f"{prefix}{d[:3]}{a}{d[3:7]}{b}{d[7:]}",
+        st.sampled_from(prefixes),
+        st.text("0123456789", min_size=lengths[0] - 1, max_size=lengths[1] - 1).map("1".__add__),
+        st.sampled_from(seps),
+        st.sampled_from(seps),
+    )
+
+
+#: The forms the fast path takes (any 11 digits after the 1), and every near miss.
+_TYPED = _written(["", "+86", "+86 ", "+86-"], (11, 11), ["", " ", "-"]) | _written(
+    ["", "+86", "+86  ", "86", "0086", "+", "(+86)", " ", "+86."],
+    (10, 12),
+    ["", " ", "-", "  ", ".", "\t", "--", "/"],
+)
+
+
+@example("+86 139 1234 5678")
+@example("11200001234")  # "11200" is an international dialling prefix to libphonenumber
+@example("17912001234")
+@example("+86 179 1200 1234")
+@example("12800138000")
+@given(st.one_of(_TYPED, st.text("0123456789 -+", max_size=22)))
+def test_the_typed_fast_path_answers_as_libphonenumber_does(written: str) -> None:
+    """Every typed form, taken by the fast path or not, gets the parser's exact answer."""
+    assert _answer(written, slow=False) == _answer(written, slow=True)
+
+
+@given(
+    st.text("0123456789", min_size=7, max_size=12).map(lambda d: "1" + d[1:])
+    | st.text("0123456789", min_size=1, max_size=13)
+)
+def test_the_cn_number_type_is_libphonenumbers(digits: str) -> None:
+    number = phonenumbers.PhoneNumber(country_code=86, national_number=int(digits))
+    national = phonenumbers.national_significant_number(number)
+    assert _cn_kind(national) == phonenumbers.number_type(number)
+
+
+def test_the_benchmarks_typed_phones_and_every_writing_here_answer_alike() -> None:
+    rng = random.Random(SEED)
+    corpus = [customer_fields(i, rng)["phone"] for i in range(2_000)]
+    corpus += [f"{p}{n[:3]} {n[3:7]} {n[7:]}" for p in ("", "+86 ") for n in _ALLOCATED]
+    for written in corpus:
+        assert _answer(written, slow=False) == _answer(written, slow=True), written
+
+
+#: One number from each mobile and non-mobile block of the 1xx prefixes.
+_ALLOCATED = [f"1{a}{b}{c:08d}" for a in range(10) for b in range(10) for c in (0, 12345678)]
+
+
+def test_the_fast_path_stays_off_when_the_metadata_changes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # As if a libphonenumber release changed CN's prefixes from what the path assumes.
+    monkeypatch.setattr("protocol.phone._CN_PREFIXES", ("00", "0", "0"))
+    _fast_cn.cache_clear()
+    try:
+        assert _typed_cn_mobile("13912345678") is None
+        assert normalize_phone("+86 139 1234 5678") == "13912345678"  # parsed
+    finally:
+        monkeypatch.undo()
+        _fast_cn.cache_clear()
+    assert _typed_cn_mobile("+86 139 1234 5678") == "13912345678"
