@@ -74,19 +74,31 @@ def canonical_json(value: Any) -> bytes:
 
 
 def _has_float(value: Any) -> bool:
-    """Whether a float stands anywhere in ``value`` (dicts, lists, tuples, dataclasses)."""
+    """Whether a float stands anywhere in ``value`` (dicts, lists, tuples, dataclasses).
+
+    Each container's member types are gathered in one C-level pass; only members that
+    are containers themselves are looked into (iteratively: no depth limit).
+    """
     stack = [value]
     while stack:
         item = stack.pop()
         kind = type(item)
-        if kind is float:
-            return True
         if kind is dict:
-            stack.extend(item.values())
+            members = item.values()
         elif kind is list or kind is tuple:
-            stack.extend(item)
+            members = item
+        elif kind is float:
+            return True
         elif kind not in _SCALARS and dataclasses.is_dataclass(item):
-            stack.extend(getattr(item, name) for name in _names(kind))
+            members = [getattr(item, name) for name in _names(kind)]
+        else:
+            continue
+        kinds = set(map(type, members))
+        if kinds <= _LEAVES:
+            continue
+        if float in kinds:
+            return True
+        stack.extend(member for member in members if type(member) not in _LEAVES)
     return False
 
 
@@ -127,8 +139,24 @@ def entry_digest(entry: Entry) -> str:
     """What makes two entries with one op_id the same entry: sha256 of every member
     but ``tx_count`` (which describes the transaction, not the change; a 1.x build's
     delivered ops stay duplicates after the upgrade)."""
-    plain = {name: getattr(entry, name) for name in _DIGEST_MEMBERS}
-    return hashlib.sha256(canonical_json(plain)).hexdigest()
+    return entry_digest_and_fields(entry)[0]
+
+
+def entry_digest_and_fields(entry: Entry) -> tuple[str, bytes]:
+    """``entry_digest`` and the canonical bytes of the entry's ``fields``, encoded once.
+
+    The digested bytes are ``canonical_json`` of the members, put together around the
+    fields' bytes: the members before "fields" in sorted order, then those after it.
+    """
+    fields = canonical_json(entry.fields)
+    head = canonical_json({"collection": entry.collection, "device_id": entry.device_id})
+    tail = canonical_json({name: getattr(entry, name) for name in _AFTER_FIELDS})
+    plain = b"".join((head[:-1], b',"fields":', fields, b",", tail[1:]))
+    return hashlib.sha256(plain).hexdigest(), fields
+
+
+#: Digested members that sort after "fields" (collection and device_id sort before).
+_AFTER_FIELDS = tuple(sorted(set(_DIGEST_MEMBERS) - {"collection", "device_id", "fields"}))
 
 
 def assemble_batch(
@@ -166,12 +194,32 @@ def batch_overhead(protocol_version: str, batch_id: str, device_id: str) -> int:
 
 def encode_result(result: Result) -> bytes:
     """Canonical JSON bytes of one per-entry verdict (``None`` members left out)."""
+    if (
+        result.code is None
+        and result.field is None
+        and result.message is None
+        and result.original is None
+    ):  # most verdicts ("applied"): nothing to leave out, nothing nested
+        return canonical_json({"op_id": result.op_id, "status": result.status})
     return canonical_json(_plain(result))
 
 
 def decode_result(data: bytes | str) -> Result:
     """A verdict from ``encode_result``'s bytes (trusted: our own storage)."""
     return _result(json.loads(data))
+
+
+def load_json(data: bytes | str) -> Any:
+    """Trusted JSON (our own storage) as Python values, as ``json.loads`` reads it."""
+    try:
+        return _LOAD(data)
+    except msgspec.DecodeError:  # pragma: no cover - we never store what it refuses
+        return json.loads(data)
+
+
+#: msgspec's decoder reads JSON ~10x faster than ``json`` and to the same values
+#: (integers of any size, floats correctly rounded, strings, lists, dicts).
+_LOAD = msgspec.json.Decoder().decode
 
 
 def encode_ack(ack: Ack) -> bytes:
@@ -317,6 +365,8 @@ def _refuse_constant(name: str) -> None:
 
 
 _SCALARS = frozenset((str, int, float, bool, type(None)))
+#: Scalars that hold no float: nothing inside them to look at.
+_LEAVES = _SCALARS - {float}
 
 #: Member names of each message class, in declaration order.
 _MEMBERS: dict[type, tuple[str, ...]] = {}

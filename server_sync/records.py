@@ -24,8 +24,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from conflict import Hlc, Policy, Write, last_writer_wins, merge_fields
+from conflict import Hlc, Policy, Write, last_writer_wins
 from protocol import canonical_json
+from protocol.codec import load_json
 
 from .db import upsert_into
 from .models import records
@@ -35,8 +36,9 @@ DELETED = "__deleted__"
 
 #: (collection, record_id)
 Key = tuple[str, str]
-#: A record's state: each field's current write.
-State = dict[str, Write]
+#: A record as stored: its document ({field: value}) and clocks ({field: [wall_ms,
+#: counter, node]}).
+Stored = tuple[dict[str, Any], dict[str, list[Any]]]
 
 
 class Changes:
@@ -78,15 +80,16 @@ def write(
     if conn.dialect.name == "postgresql":
         _insert_missing(conn, keys)
     current = _lock(conn, keys)
-    rows: list[dict[str, str]] = []
+    rows: list[tuple[str, str, str, str]] = []
     lost: list[tuple[Key, str, Write]] = []
     for key in keys:
-        before = current.get(key, {})
-        merged, losers = merge_fields(before, changes.by_record[key], policy)
+        doc, clocks = current.get(key) or ({}, {})
+        changed, losers = merge_stored(doc, clocks, changes.by_record[key], policy)
         lost.extend((key, field, loser) for field, loser in losers)
-        # By identity: 1 and True are equal in Python, not in JSON.
-        if any(w is not before.get(f) for f, w in merged.items()):
-            rows.append(_row(key, merged))
+        if changed:
+            rows.append(
+                (key[0], key[1], canonical_json(doc).decode(), canonical_json(clocks).decode())
+            )
     if rows:
         stmt = upsert_into(conn, records)
         conn.execute(
@@ -94,9 +97,41 @@ def write(
                 index_elements=[records.c.collection, records.c.record_id],
                 set_={"doc_json": stmt.excluded.doc_json, "clocks_json": stmt.excluded.clocks_json},
             ),
-            rows,
+            [dict(zip(_COLUMNS, row, strict=True)) for row in rows],
         )
     return lost
+
+
+_COLUMNS = ("collection", "record_id", "doc_json", "clocks_json")
+
+
+def merge_stored(
+    doc: dict[str, Any],
+    clocks: dict[str, list[Any]],
+    incoming: Iterable[tuple[str, Write]],
+    policy: Policy = last_writer_wins,
+) -> tuple[bool, list[tuple[str, Write]]]:
+    """``merge_fields`` on a record's stored form, in place: ``doc`` ({field: value}) and
+    ``clocks`` ({field: [wall_ms, counter, node]}). Returns whether either changed and
+    the (field, loser) pairs. A stored field's Write is built only when a write meets it.
+    """
+    changed = False
+    lost: list[tuple[str, Write]] = []
+    for field, write in incoming:
+        stamp = clocks.get(field)
+        winner = write
+        if stamp is not None:
+            current = Write(Hlc(*stamp), doc[field])
+            outcome = policy(current, write)
+            if outcome.loser is not None:
+                lost.append((field, outcome.loser))
+            if outcome.winner is current:
+                continue
+            winner = outcome.winner
+        doc[field] = winner.value
+        clocks[field] = [winner.hlc.wall_ms, winner.hlc.counter, winner.hlc.node]
+        changed = True
+    return changed, lost
 
 
 def _insert_missing(conn: sa.Connection, keys: Iterable[Key]) -> None:
@@ -110,13 +145,13 @@ def _insert_missing(conn: sa.Connection, keys: Iterable[Key]) -> None:
     )
 
 
-def _lock(conn: sa.Connection, keys: list[Key]) -> dict[Key, State]:
+def _lock(conn: sa.Connection, keys: list[Key]) -> dict[Key, Stored]:
     """The stored state of ``keys``, rows locked in key order (FOR UPDATE on PostgreSQL)."""
     by_collection: dict[str, list[str]] = {}
     for collection, record_id in keys:
         by_collection.setdefault(collection, []).append(record_id)
     c = records.c
-    out: dict[Key, State] = {}
+    out: dict[Key, Stored] = {}
     for collection, ids in by_collection.items():
         stmt = (
             sa.select(c.record_id, c.doc_json, c.clocks_json)
@@ -129,18 +164,5 @@ def _lock(conn: sa.Connection, keys: list[Key]) -> dict[Key, State]:
     return out
 
 
-def _state(doc_json: str, clocks_json: str) -> State:
-    doc = json.loads(doc_json)
-    clocks = json.loads(clocks_json)
-    return {field: Write(Hlc(*clocks[field]), value) for field, value in doc.items()}
-
-
-def _row(key: Key, state: State) -> dict[str, str]:
-    doc = {field: write.value for field, write in state.items()}
-    clocks = {f: [w.hlc.wall_ms, w.hlc.counter, w.hlc.node] for f, w in state.items()}
-    return {
-        "collection": key[0],
-        "record_id": key[1],
-        "doc_json": canonical_json(doc).decode(),
-        "clocks_json": canonical_json(clocks).decode(),
-    }
+def _state(doc_json: str, clocks_json: str) -> Stored:
+    return load_json(doc_json), load_json(clocks_json)

@@ -35,9 +35,8 @@ from protocol import (
     Registry,
     Result,
     UnsupportedVersion,
-    canonical_json,
 )
-from protocol.codec import decode_result, encode_result, entry_digest
+from protocol.codec import decode_result, encode_result, entry_digest_and_fields
 from protocol.constants import MAX_CLOCK_AHEAD_MS
 
 from . import records
@@ -63,7 +62,10 @@ class _Run:
     received_at: datetime
     stored: dict[str, _Stored]
     stamps: dict[str, hlc.Hlc]
-    digests: dict[str, str]
+    #: Each entry's digest and its fields' canonical JSON, by op_id.
+    encoded: dict[str, tuple[str, bytes]]
+    #: ``received_at`` as the driver takes it for the op log.
+    received_at_bound: Any
 
     @property
     def now_ms(self) -> int:
@@ -76,7 +78,7 @@ class _Plan:
     """Verdicts for every entry, the op rows to insert, and the record changes they make."""
 
     answers: dict[str, Result] = field(default_factory=dict)
-    rows: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
     changes: records.Changes = field(default_factory=records.Changes)
 
 
@@ -102,8 +104,10 @@ def apply_batch(
     stamps = _check_entries(batch.entries)
     stored = _load_stored(conn, device_id, list(stamps))
     _check_versions(batch.entries, registry, stored)
-    digests = {e.op_id: entry_digest(e) for e in batch.entries}
-    run = _Run(batch, registry, now or datetime.now(UTC), stored, stamps, digests)
+    encoded = {e.op_id: entry_digest_and_fields(e) for e in batch.entries}
+    received_at = now or datetime.now(UTC)
+    bound = _bound(conn, ops.c.received_at, received_at)
+    run = _Run(batch, registry, received_at, stored, stamps, encoded, bound)
     groups = list(_groups(batch.entries))
     # Each retry moves at least one op (raced in by another process) into ``stored``.
     for _ in range(len(batch.entries) + 1):
@@ -112,7 +116,7 @@ def apply_batch(
             _insert_ops(conn, plan.rows)
             break
         except sa.exc.IntegrityError:
-            raced = _load_stored(conn, device_id, [row["op_id"] for row in plan.rows])
+            raced = _load_stored(conn, device_id, [row[_OP_ID] for row in plan.rows])
             if not raced:
                 raise
             stored.update(raced)
@@ -146,11 +150,51 @@ def _plan(run: _Run, groups: Iterable[Sequence[Entry]]) -> _Plan:
     return plan
 
 
-def _insert_ops(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
-    """Insert the new ops in one executemany; IntegrityError (a race) leaves nothing."""
+def _insert_ops(conn: sa.Connection, rows: list[tuple[Any, ...]]) -> None:
+    """Insert the new ops in one executemany; IntegrityError (a race) leaves nothing.
+
+    The statement goes to the driver as written (rows are tuples in _OP_COLUMNS order,
+    ``received_at`` already in the form the column type binds): SQLAlchemy's per-row
+    parameter processing cost more than the insert itself.
+    """
     if rows:
         with conn.begin_nested():
-            conn.execute(ops.insert(), rows)
+            conn.exec_driver_sql(_insert_sql(conn.dialect), rows)
+
+
+#: The op log's columns as _op_row fills them.
+_OP_COLUMNS = (
+    "device_id",
+    "op_id",
+    "seq",
+    "tx_id",
+    "batch_id",
+    "collection",
+    "record_id",
+    "kind",
+    "hlc",
+    "schema_version",
+    "fields_json",
+    "digest",
+    "status",
+    "result_json",
+    "received_at",
+)
+_OP_ID = _OP_COLUMNS.index("op_id")
+
+
+def _insert_sql(dialect: sa.Dialect) -> str:
+    mark = "?" if dialect.paramstyle == "qmark" else "%s"
+    return (
+        f"INSERT INTO {ops.name} ({', '.join(_OP_COLUMNS)}) "
+        f"VALUES ({', '.join([mark] * len(_OP_COLUMNS))})"
+    )
+
+
+def _bound(conn: sa.Connection, column: sa.Column[Any], value: Any) -> Any:
+    """``value`` as ``column``'s type hands it to the driver (e.g. a datetime as text)."""
+    process = column.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+    return value if process is None else process(value)
 
 
 def _judge(
@@ -198,7 +242,7 @@ def _check_clock(stamp: hlc.Hlc, now_ms: int) -> None:
 
 
 def _replay(run: _Run, entry: Entry, prior: _Stored) -> Result:
-    if prior.digest == run.digests[entry.op_id]:
+    if prior.digest == run.encoded[entry.op_id][0]:
         return Result(entry.op_id, "duplicate", original=prior.result)
     return Result(
         entry.op_id,
@@ -254,24 +298,25 @@ def _load_stored(conn: sa.Connection, device_id: str, op_ids: list[str]) -> dict
     return {row.op_id: _Stored(row.digest, decode_result(row.result_json)) for row in rows}
 
 
-def _op_row(run: _Run, entry: Entry, verdict: Result) -> dict[str, Any]:
-    return {
-        "device_id": entry.device_id,
-        "op_id": entry.op_id,
-        "seq": entry.seq,
-        "tx_id": entry.tx_id,
-        "batch_id": run.batch.batch_id,
-        "collection": entry.collection,
-        "record_id": entry.record_id,
-        "kind": entry.kind,
-        "hlc": entry.hlc,
-        "schema_version": entry.schema_version,
-        "fields_json": canonical_json(entry.fields).decode(),
-        "digest": run.digests[entry.op_id],
-        "status": verdict.status,
-        "result_json": encode_result(verdict).decode(),
-        "received_at": run.received_at,
-    }
+def _op_row(run: _Run, entry: Entry, verdict: Result) -> tuple[Any, ...]:
+    digest, fields_json = run.encoded[entry.op_id]
+    return (
+        entry.device_id,
+        entry.op_id,
+        entry.seq,
+        entry.tx_id,
+        run.batch.batch_id,
+        entry.collection,
+        entry.record_id,
+        entry.kind,
+        entry.hlc,
+        entry.schema_version,
+        fields_json.decode(),
+        digest,
+        verdict.status,
+        encode_result(verdict).decode(),
+        run.received_at_bound,
+    )
 
 
 def _groups(entries: Sequence[Entry]) -> Iterator[list[Entry]]:

@@ -21,6 +21,7 @@ from protocol.codec import (
     encode_entry,
     encode_result,
     entry_digest,
+    entry_digest_and_fields,
 )
 from protocol.model import Batch, Entry, Result
 
@@ -195,3 +196,21 @@ def _definition(value: object) -> bytes:
 def test_stored_entry_bytes_decode_to_the_entry() -> None:
     assert decode_entry(PINNED_ENTRY) == ENTRY
     assert decode_entry(PINNED_ENTRY.decode()) == ENTRY
+
+
+@given(_wire_values, _scalar_text, st.integers(-(2**70), 2**70))
+def test_the_digest_put_together_around_the_fields_is_the_digest_of_the_members(
+    value: object, text: str, number: int
+) -> None:
+    entry = Entry(
+        **{
+            **_members(ENTRY),
+            "fields": {"v": value, text: number},
+            "record_id": text,
+            "seq": number,
+        }
+    )
+    members = {k: v for k, v in _members(entry).items() if k != "tx_count"}
+    digest, fields = entry_digest_and_fields(entry)
+    assert digest == hashlib.sha256(_definition(members)).hexdigest() == entry_digest(entry)
+    assert fields == _definition(entry.fields)
