@@ -13,13 +13,17 @@ on SQLite the apply transaction already holds the database's write lock (``BEGIN
 IMMEDIATE``, see db.py); on PostgreSQL the missing rows are first inserted empty
 (``ON CONFLICT DO NOTHING``, waiting for a concurrent inserter to commit), then every
 row is read ``FOR UPDATE``; both in key order, so concurrent appliers never deadlock.
-The merged rows go back in one executemany; unchanged rows are not written.
+The merged rows go back in one executemany; unchanged rows are not written. The
+statements go to the driver as written (SQLAlchemy's per-row processing cost more
+than the statements).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -28,7 +32,6 @@ from conflict import Hlc, Policy, Write, last_writer_wins
 from protocol import canonical_json
 from protocol.codec import load_json
 
-from .db import upsert_into
 from .models import records
 
 #: The field a delete sets to true and an upsert or patch sets to false.
@@ -70,39 +73,24 @@ def get_record(conn: sa.Connection, collection: str, record_id: str) -> dict[str
     return values
 
 
-def write(
-    conn: sa.Connection, changes: Changes, policy: Policy = last_writer_wins
-) -> list[tuple[Key, str, Write]]:
-    """Merge ``changes`` into the stored records under lock; return what lost, per field."""
+def write(conn: sa.Connection, changes: Changes, policy: Policy = last_writer_wins) -> None:
+    """Merge ``changes`` into the stored records under lock (one statement per step)."""
     keys = sorted(changes.by_record)
     if not keys:
-        return []
-    if conn.dialect.name == "postgresql":
-        _insert_missing(conn, keys)
-    current = _lock(conn, keys)
+        return
+    sql = _sql(conn.dialect)
+    if sql.postgres:
+        conn.exec_driver_sql(sql.insert_missing, [(c, r) for c, r in keys])
+    current = _lock(conn, sql, keys)
     rows: list[tuple[str, str, str, str]] = []
-    lost: list[tuple[Key, str, Write]] = []
     for key in keys:
         doc, clocks = current.get(key) or ({}, {})
-        changed, losers = merge_stored(doc, clocks, changes.by_record[key], policy)
-        lost.extend((key, field, loser) for field, loser in losers)
-        if changed:
+        if merge_stored(doc, clocks, changes.by_record[key], policy):
             rows.append(
                 (key[0], key[1], canonical_json(doc).decode(), canonical_json(clocks).decode())
             )
     if rows:
-        stmt = upsert_into(conn, records)
-        conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[records.c.collection, records.c.record_id],
-                set_={"doc_json": stmt.excluded.doc_json, "clocks_json": stmt.excluded.clocks_json},
-            ),
-            [dict(zip(_COLUMNS, row, strict=True)) for row in rows],
-        )
-    return lost
-
-
-_COLUMNS = ("collection", "record_id", "doc_json", "clocks_json")
+        conn.exec_driver_sql(sql.upsert, rows)
 
 
 def merge_stored(
@@ -110,56 +98,85 @@ def merge_stored(
     clocks: dict[str, list[Any]],
     incoming: Iterable[tuple[str, Write]],
     policy: Policy = last_writer_wins,
-) -> tuple[bool, list[tuple[str, Write]]]:
+) -> bool:
     """``merge_fields`` on a record's stored form, in place: ``doc`` ({field: value}) and
-    ``clocks`` ({field: [wall_ms, counter, node]}). Returns whether either changed and
-    the (field, loser) pairs. A stored field's Write is built only when a write meets it.
+    ``clocks`` ({field: [wall_ms, counter, node]}); whether either changed.
+
+    A stored field's Write is built only when the policy must see it: last writer wins
+    compares the stamps as they are stored, and asks the policy only when they are equal.
     """
     changed = False
-    lost: list[tuple[str, Write]] = []
+    lww = policy is last_writer_wins
     for field, write in incoming:
         stamp = clocks.get(field)
         winner = write
         if stamp is not None:
-            current = Write(Hlc(*stamp), doc[field])
-            outcome = policy(current, write)
-            if outcome.loser is not None:
-                lost.append((field, outcome.loser))
-            if outcome.winner is current:
-                continue
-            winner = outcome.winner
+            hlc = write.hlc
+            # last_writer_wins's order: (wall_ms, counter, node), compared as numbers.
+            if lww and stamp != [hlc.wall_ms, hlc.counter, hlc.node]:
+                if (hlc.wall_ms, hlc.counter, hlc.node) < tuple(stamp):
+                    continue
+            else:
+                current = Write(Hlc(*stamp), doc[field])
+                winner = policy(current, write).winner
+                if winner is current:
+                    continue
         doc[field] = winner.value
         clocks[field] = [winner.hlc.wall_ms, winner.hlc.counter, winner.hlc.node]
         changed = True
-    return changed, lost
+    return changed
 
 
-def _insert_missing(conn: sa.Connection, keys: Iterable[Key]) -> None:
-    """Give every key a row to lock: empty where none exists (PostgreSQL, key order)."""
-    stmt = upsert_into(conn, records).on_conflict_do_nothing(
-        index_elements=[records.c.collection, records.c.record_id]
+@dataclass(frozen=True, slots=True)
+class _Sql:
+    """The statements write() sends to the driver as written, in its parameter style."""
+
+    postgres: bool
+    insert_missing: str
+    select: str
+    upsert: str
+
+
+@cache
+def _sql(dialect: sa.Dialect) -> _Sql:
+    mark = "?" if dialect.paramstyle == "qmark" else "%s"
+    table = records.name
+    postgres = dialect.name == "postgresql"
+    return _Sql(
+        postgres=postgres,
+        insert_missing=(
+            f"INSERT INTO {table} (collection, record_id, doc_json, clocks_json) "
+            f"VALUES ({mark}, {mark}, '{{}}', '{{}}') "
+            "ON CONFLICT (collection, record_id) DO NOTHING"
+        ),
+        # {ids}: one mark per id on SQLite; PostgreSQL takes the list as one array.
+        select=(
+            f"SELECT record_id, doc_json, clocks_json FROM {table} "
+            f"WHERE collection = {mark} AND record_id "
+            + (f"= ANY({mark}) ORDER BY record_id FOR UPDATE" if postgres else "IN ({ids})")
+        ),
+        upsert=(
+            f"INSERT INTO {table} (collection, record_id, doc_json, clocks_json) "
+            f"VALUES ({mark}, {mark}, {mark}, {mark}) "
+            "ON CONFLICT (collection, record_id) DO UPDATE SET "
+            "doc_json = excluded.doc_json, clocks_json = excluded.clocks_json"
+        ),
     )
-    conn.execute(
-        stmt,
-        [{"collection": c, "record_id": r, "doc_json": "{}", "clocks_json": "{}"} for c, r in keys],
-    )
 
 
-def _lock(conn: sa.Connection, keys: list[Key]) -> dict[Key, Stored]:
+def _lock(conn: sa.Connection, sql: _Sql, keys: list[Key]) -> dict[Key, Stored]:
     """The stored state of ``keys``, rows locked in key order (FOR UPDATE on PostgreSQL)."""
     by_collection: dict[str, list[str]] = {}
     for collection, record_id in keys:
         by_collection.setdefault(collection, []).append(record_id)
-    c = records.c
     out: dict[Key, Stored] = {}
     for collection, ids in by_collection.items():
-        stmt = (
-            sa.select(c.record_id, c.doc_json, c.clocks_json)
-            .where(c.collection == collection, c.record_id.in_(ids))
-            .order_by(c.record_id)
-            .with_for_update()
-        )
-        for record_id, doc_json, clocks_json in conn.execute(stmt):
+        if sql.postgres:
+            rows = conn.exec_driver_sql(sql.select, (collection, ids))
+        else:
+            marks = ", ".join("?" * len(ids))
+            rows = conn.exec_driver_sql(sql.select.format(ids=marks), (collection, *ids))
+        for record_id, doc_json, clocks_json in rows:
             out[(collection, record_id)] = _state(doc_json, clocks_json)
     return out
 
