@@ -80,7 +80,8 @@ def write(conn: sa.Connection, changes: Changes, policy: Policy = last_writer_wi
         return
     sql = _sql(conn.dialect)
     if sql.postgres:
-        conn.exec_driver_sql(sql.insert_missing, [(c, r) for c, r in keys])
+        collections, ids = (list(column) for column in zip(*keys, strict=True))
+        conn.exec_driver_sql(sql.insert_missing, (collections, ids))
     current = _lock(conn, sql, keys)
     rows: list[tuple[str, str, str, str]] = []
     for key in keys:
@@ -89,7 +90,9 @@ def write(conn: sa.Connection, changes: Changes, policy: Policy = last_writer_wi
             rows.append(
                 (key[0], key[1], canonical_json(doc).decode(), canonical_json(clocks).decode())
             )
-    if rows:
+    if rows and sql.postgres:
+        conn.exec_driver_sql(sql.upsert, tuple(list(column) for column in zip(*rows, strict=True)))
+    elif rows:
         conn.exec_driver_sql(sql.upsert, rows)
 
 
@@ -139,28 +142,33 @@ class _Sql:
 
 @cache
 def _sql(dialect: sa.Dialect) -> _Sql:
-    mark = "?" if dialect.paramstyle == "qmark" else "%s"
+    """SQLite: executemany of one row per record; PostgreSQL: one statement over arrays."""
     table = records.name
-    postgres = dialect.name == "postgresql"
+    columns = "collection, record_id, doc_json, clocks_json"
+    update = (
+        "ON CONFLICT (collection, record_id) DO UPDATE SET "
+        "doc_json = excluded.doc_json, clocks_json = excluded.clocks_json"
+    )
+    if dialect.name != "postgresql":
+        return _Sql(
+            postgres=False,
+            insert_missing="",
+            select=f"SELECT record_id, doc_json, clocks_json FROM {table} "
+            "WHERE collection = ? AND record_id IN ({ids})",
+            upsert=f"INSERT INTO {table} ({columns}) VALUES (?, ?, ?, ?) {update}",
+        )
     return _Sql(
-        postgres=postgres,
-        insert_missing=(
-            f"INSERT INTO {table} (collection, record_id, doc_json, clocks_json) "
-            f"VALUES ({mark}, {mark}, '{{}}', '{{}}') "
-            "ON CONFLICT (collection, record_id) DO NOTHING"
-        ),
-        # {ids}: one mark per id on SQLite; PostgreSQL takes the list as one array.
-        select=(
-            f"SELECT record_id, doc_json, clocks_json FROM {table} "
-            f"WHERE collection = {mark} AND record_id "
-            + (f"= ANY({mark}) ORDER BY record_id FOR UPDATE" if postgres else "IN ({ids})")
-        ),
-        upsert=(
-            f"INSERT INTO {table} (collection, record_id, doc_json, clocks_json) "
-            f"VALUES ({mark}, {mark}, {mark}, {mark}) "
-            "ON CONFLICT (collection, record_id) DO UPDATE SET "
-            "doc_json = excluded.doc_json, clocks_json = excluded.clocks_json"
-        ),
+        postgres=True,
+        # Inserted in key order (the arrays' order), as the rows are then locked.
+        insert_missing=f"INSERT INTO {table} ({columns}) "
+        "SELECT c, r, '{}', '{}' FROM unnest(%b::text[], %b::text[]) "
+        "WITH ORDINALITY AS t(c, r, n) ORDER BY n "
+        "ON CONFLICT (collection, record_id) DO NOTHING",
+        select=f"SELECT record_id, doc_json, clocks_json FROM {table} "
+        "WHERE collection = %s AND record_id = ANY(%b::text[]) ORDER BY record_id FOR UPDATE",
+        upsert=f"INSERT INTO {table} ({columns}) "
+        "SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[]) "
+        f"{update}",
     )
 
 

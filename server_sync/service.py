@@ -39,9 +39,8 @@ from protocol import (
 from protocol.codec import decode_result, encode_result, entry_digest_and_fields
 from protocol.constants import MAX_CLOCK_AHEAD_MS
 
-from . import records
+from . import oplog, records
 from .errors import WrongDevice
-from .models import ops
 from .records import get_record
 
 __all__ = ["apply_batch", "get_record"]
@@ -64,8 +63,6 @@ class _Run:
     stamps: dict[str, hlc.Hlc]
     #: Each entry's digest and its fields' canonical JSON, by op_id.
     encoded: dict[str, tuple[str, bytes]]
-    #: ``received_at`` as the driver takes it for the op log.
-    received_at_bound: Any
 
     @property
     def now_ms(self) -> int:
@@ -105,18 +102,16 @@ def apply_batch(
     stored = _load_stored(conn, device_id, list(stamps))
     _check_versions(batch.entries, registry, stored)
     encoded = {e.op_id: entry_digest_and_fields(e) for e in batch.entries}
-    received_at = now or datetime.now(UTC)
-    bound = _bound(conn, ops.c.received_at, received_at)
-    run = _Run(batch, registry, received_at, stored, stamps, encoded, bound)
+    run = _Run(batch, registry, now or datetime.now(UTC), stored, stamps, encoded)
     groups = list(_groups(batch.entries))
     # Each retry moves at least one op (raced in by another process) into ``stored``.
     for _ in range(len(batch.entries) + 1):
         plan = _plan(run, groups)
         try:
-            _insert_ops(conn, plan.rows)
+            _insert_ops(conn, run, plan.rows)
             break
         except sa.exc.IntegrityError:
-            raced = _load_stored(conn, device_id, [row[_OP_ID] for row in plan.rows])
+            raced = _load_stored(conn, device_id, [row[oplog.OP_ID] for row in plan.rows])
             if not raced:
                 raise
             stored.update(raced)
@@ -150,51 +145,11 @@ def _plan(run: _Run, groups: Iterable[Sequence[Entry]]) -> _Plan:
     return plan
 
 
-def _insert_ops(conn: sa.Connection, rows: list[tuple[Any, ...]]) -> None:
-    """Insert the new ops in one executemany; IntegrityError (a race) leaves nothing.
-
-    The statement goes to the driver as written (rows are tuples in _OP_COLUMNS order,
-    ``received_at`` already in the form the column type binds): SQLAlchemy's per-row
-    parameter processing cost more than the insert itself.
-    """
+def _insert_ops(conn: sa.Connection, run: _Run, rows: list[tuple[Any, ...]]) -> None:
+    """Insert the new ops in one statement; IntegrityError (a race) leaves nothing."""
     if rows:
         with conn.begin_nested():
-            conn.exec_driver_sql(_insert_sql(conn.dialect), rows)
-
-
-#: The op log's columns as _op_row fills them.
-_OP_COLUMNS = (
-    "device_id",
-    "op_id",
-    "seq",
-    "tx_id",
-    "batch_id",
-    "collection",
-    "record_id",
-    "kind",
-    "hlc",
-    "schema_version",
-    "fields_json",
-    "digest",
-    "status",
-    "result_json",
-    "received_at",
-)
-_OP_ID = _OP_COLUMNS.index("op_id")
-
-
-def _insert_sql(dialect: sa.Dialect) -> str:
-    mark = "?" if dialect.paramstyle == "qmark" else "%s"
-    return (
-        f"INSERT INTO {ops.name} ({', '.join(_OP_COLUMNS)}) "
-        f"VALUES ({', '.join([mark] * len(_OP_COLUMNS))})"
-    )
-
-
-def _bound(conn: sa.Connection, column: sa.Column[Any], value: Any) -> Any:
-    """``value`` as ``column``'s type hands it to the driver (e.g. a datetime as text)."""
-    process = column.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
-    return value if process is None else process(value)
+            oplog.insert(conn, rows, run.received_at)
 
 
 def _judge(
@@ -290,12 +245,8 @@ def _check_versions(
 
 
 def _load_stored(conn: sa.Connection, device_id: str, op_ids: list[str]) -> dict[str, _Stored]:
-    rows = conn.execute(
-        sa.select(ops.c.op_id, ops.c.digest, ops.c.result_json).where(
-            ops.c.device_id == device_id, ops.c.op_id.in_(op_ids)
-        )
-    )
-    return {row.op_id: _Stored(row.digest, decode_result(row.result_json)) for row in rows}
+    rows = oplog.load(conn, device_id, op_ids)
+    return {op_id: _Stored(digest, decode_result(result)) for op_id, digest, result in rows}
 
 
 def _op_row(run: _Run, entry: Entry, verdict: Result) -> tuple[Any, ...]:
@@ -315,7 +266,6 @@ def _op_row(run: _Run, entry: Entry, verdict: Result) -> tuple[Any, ...]:
         digest,
         verdict.status,
         encode_result(verdict).decode(),
-        run.received_at_bound,
     )
 
 
