@@ -40,8 +40,7 @@ COLUMNS = (
 OP_ID = COLUMNS.index("op_id")
 
 #: PostgreSQL array types of the columns before ``received_at`` (one value for all).
-_PG_ARRAYS = ("text", "text", "int8", "text", "text", "text", "text", "text", "text", "int4")
-_PG_ARRAYS += ("text",) * 4
+_PG_ARRAYS = ("text",) * 2 + ("int8",) + ("text",) * 6 + ("int4",) + ("text",) * 4
 
 
 def insert(conn: sa.Connection, rows: Sequence[tuple[Any, ...]], received_at: datetime) -> None:
@@ -66,7 +65,7 @@ def load(conn: sa.Connection, device_id: str, op_ids: Sequence[str]) -> list[tup
     else:
         sql = f"{_LOAD} device_id = ? AND op_id IN ({', '.join('?' * len(op_ids))})"
         result = conn.exec_driver_sql(sql, (device_id, *op_ids))
-    return [tuple(row) for row in result]  # type: ignore[misc]
+    return [(row[0], row[1], row[2]) for row in result]
 
 
 _LOAD = f"SELECT op_id, digest, result_json FROM {ops.name} WHERE"
