@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import hashlib
+import itertools
 import json
 import math
 import re
@@ -98,7 +99,15 @@ def _has_float(value: Any) -> bool:
             continue
         if float in kinds:
             return True
-        stack.extend(member for member in members if type(member) not in _LEAVES)
+        nested = [member for member in members if type(member) not in _LEAVES]
+        # Lists of scalars (a clock map's [wall_ms, counter, node]): one pass for all.
+        if kinds - _LEAVES <= _SEQUENCES:
+            inner = set(map(type, itertools.chain.from_iterable(nested)))
+            if inner <= _LEAVES:
+                continue
+            if float in inner:
+                return True
+        stack.extend(nested)
     return False
 
 
@@ -367,6 +376,7 @@ def _refuse_constant(name: str) -> None:
 _SCALARS = frozenset((str, int, float, bool, type(None)))
 #: Scalars that hold no float: nothing inside them to look at.
 _LEAVES = _SCALARS - {float}
+_SEQUENCES = frozenset((list, tuple))
 
 #: Member names of each message class, in declaration order.
 _MEMBERS: dict[type, tuple[str, ...]] = {}

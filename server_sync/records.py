@@ -44,20 +44,22 @@ Key = tuple[str, str]
 Stored = tuple[dict[str, Any], dict[str, list[Any]]]
 
 
+#: One applied entry's writes: its stamp and {field: value}, the tombstone flag included.
+Writes = tuple[Hlc, dict[str, Any]]
+
+
 class Changes:
     """The field writes of a batch's applied entries, gathered by record."""
 
     __slots__ = ("by_record",)
 
     def __init__(self) -> None:
-        self.by_record: dict[Key, list[tuple[str, Write]]] = {}
+        self.by_record: dict[Key, list[Writes]] = {}
 
     def add(self, key: Key, kind: str, stamp: Hlc, values: Mapping[str, Any]) -> None:
         """Add one applied entry: its fields (none for a delete) and the tombstone flag."""
-        writes = self.by_record.setdefault(key, [])
-        if kind != "delete":
-            writes.extend((field, Write(stamp, value)) for field, value in values.items())
-        writes.append((DELETED, Write(stamp, kind == "delete")))
+        written = {DELETED: True} if kind == "delete" else {**values, DELETED: False}
+        self.by_record.setdefault(key, []).append((stamp, written))
 
 
 def get_record(conn: sa.Connection, collection: str, record_id: str) -> dict[str, Any] | None:
@@ -99,34 +101,39 @@ def write(conn: sa.Connection, changes: Changes, policy: Policy = last_writer_wi
 def merge_stored(
     doc: dict[str, Any],
     clocks: dict[str, list[Any]],
-    incoming: Iterable[tuple[str, Write]],
+    incoming: Iterable[Writes],
     policy: Policy = last_writer_wins,
 ) -> bool:
     """``merge_fields`` on a record's stored form, in place: ``doc`` ({field: value}) and
     ``clocks`` ({field: [wall_ms, counter, node]}); whether either changed.
 
-    A stored field's Write is built only when the policy must see it: last writer wins
-    compares the stamps as they are stored, and asks the policy only when they are equal.
+    A Write is built only when the policy must see one: last writer wins compares the
+    stamps as they are stored, and asks the policy only when they are equal.
     """
     changed = False
     lww = policy is last_writer_wins
-    for field, write in incoming:
-        stamp = clocks.get(field)
-        winner = write
-        if stamp is not None:
-            hlc = write.hlc
-            # last_writer_wins's order: (wall_ms, counter, node), compared as numbers.
-            if lww and stamp != [hlc.wall_ms, hlc.counter, hlc.node]:
-                if (hlc.wall_ms, hlc.counter, hlc.node) < tuple(stamp):
+    for hlc, values in incoming:
+        # last_writer_wins's order: (wall_ms, counter, node), compared as numbers.
+        ordered = (hlc.wall_ms, hlc.counter, hlc.node)
+        clock = list(ordered)
+        for field, value in values.items():
+            stamp = clocks.get(field)
+            if stamp is not None:
+                if lww and stamp != clock:
+                    if ordered < tuple(stamp):
+                        continue
+                else:
+                    current = Write(Hlc(*stamp), doc[field])
+                    winner = policy(current, Write(hlc, value)).winner
+                    if winner is current:
+                        continue
+                    doc[field] = winner.value
+                    clocks[field] = [winner.hlc.wall_ms, winner.hlc.counter, winner.hlc.node]
+                    changed = True
                     continue
-            else:
-                current = Write(Hlc(*stamp), doc[field])
-                winner = policy(current, write).winner
-                if winner is current:
-                    continue
-        doc[field] = winner.value
-        clocks[field] = [winner.hlc.wall_ms, winner.hlc.counter, winner.hlc.node]
-        changed = True
+            doc[field] = value
+            clocks[field] = clock
+            changed = True
     return changed
 
 
