@@ -150,11 +150,11 @@ def _fast_cn() -> bool:
 
 def _cn_kind(national: str) -> int:
     """``phonenumbers.number_type`` of +86 ``national``, on patterns compiled once."""
-    general, kinds, fixed, mobile, same = _cn_patterns()
+    general, kinds, fixed, mobile, same = _cn_patterns(len(national))
     if not _matches(national, general):
         return PhoneNumberType.UNKNOWN
-    for desc, kind in kinds:
-        if _matches(national, desc):
+    for pattern, kind in kinds:
+        if pattern.fullmatch(national) is not None:
             return kind
     if _matches(national, fixed):
         if same or _matches(national, mobile):
@@ -165,39 +165,39 @@ def _cn_kind(national: str) -> int:
     return PhoneNumberType.UNKNOWN
 
 
-#: A number description as (possible lengths, compiled pattern); None where absent.
-_Desc = tuple[frozenset[int], "re.Pattern[str]"] | None
+#: A number description's compiled pattern; None where absent or the length is not one
+#: of its possible lengths (libphonenumber's _is_number_matching_desc checks that first).
+_Pattern = re.Pattern[str] | None
 
 
 @cache
-def _cn_patterns() -> tuple[_Desc, tuple[tuple[_Desc, int], ...], _Desc, _Desc, bool]:
-    """The CN metadata's number descriptions, compiled once (only after _fast_cn)."""
+def _cn_patterns(
+    length: int,
+) -> tuple[_Pattern, tuple[tuple[re.Pattern[str], int], ...], _Pattern, _Pattern, bool]:
+    """The CN metadata's number descriptions for numbers of ``length`` digits, compiled."""
     meta = PhoneMetadata.metadata_for_region("CN")
-    assert meta is not None  # _fast_cn checked it
-    kinds = tuple((_desc(getattr(meta, name)), kind) for name, kind in _KINDS)
+    if meta is None:  # pragma: no cover - _fast_cn checked it
+        raise RuntimeError("libphonenumber has no CN metadata")
+    kinds = ((_pattern(getattr(meta, name), length), kind) for name, kind in _KINDS)
     return (
-        _desc(meta.general_desc),
-        tuple((desc, kind) for desc, kind in kinds if desc is not None),
-        _desc(meta.fixed_line),
-        _desc(meta.mobile),
+        _pattern(meta.general_desc, length),
+        tuple((pattern, kind) for pattern, kind in kinds if pattern is not None),
+        _pattern(meta.fixed_line, length),
+        _pattern(meta.mobile, length),
         bool(meta.same_mobile_and_fixed_line_pattern),
     )
 
 
-def _desc(desc: phonenumbers.PhoneNumberDesc | None) -> _Desc:
+def _pattern(desc: phonenumbers.PhoneNumberDesc | None, length: int) -> _Pattern:
     if desc is None or not desc.national_number_pattern:
         return None
-    return frozenset(desc.possible_length), re.compile(desc.national_number_pattern)
+    if desc.possible_length and length not in desc.possible_length:
+        return None
+    return re.compile(desc.national_number_pattern)
 
 
-def _matches(national: str, desc: _Desc) -> bool:
-    """libphonenumber's _is_number_matching_desc: a possible length, then the pattern."""
-    if desc is None:
-        return False
-    lengths, pattern = desc
-    if lengths and len(national) not in lengths:
-        return False
-    return pattern.fullmatch(national) is not None
+def _matches(national: str, pattern: _Pattern) -> bool:
+    return pattern is not None and pattern.fullmatch(national) is not None
 
 
 def _invalid(field: str | None, message: str) -> EntryInvalid:
