@@ -17,6 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from .db import fetch_all
 from .models import ops
 
 #: The op log's columns as rows are given to ``insert`` (``received_at`` last).
@@ -61,11 +62,11 @@ def load(conn: sa.Connection, device_id: str, op_ids: Sequence[str]) -> list[tup
         return []
     if conn.dialect.name == "postgresql":
         sql = f"{_LOAD} device_id = %s AND op_id = ANY(%b::text[])"
-        result = conn.exec_driver_sql(sql, (device_id, list(op_ids)))
+        rows = fetch_all(conn, sql, (device_id, list(op_ids)))
     else:
         sql = f"{_LOAD} device_id = ? AND op_id IN ({', '.join('?' * len(op_ids))})"
-        result = conn.exec_driver_sql(sql, (device_id, *op_ids))
-    return [(row[0], row[1], row[2]) for row in result]
+        rows = fetch_all(conn, sql, (device_id, *op_ids))
+    return [(op_id, digest, result) for op_id, digest, result in rows]
 
 
 _LOAD = f"SELECT op_id, digest, result_json FROM {ops.name} WHERE"

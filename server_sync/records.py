@@ -32,6 +32,7 @@ from conflict import Hlc, Policy, Write, last_writer_wins
 from protocol import canonical_json
 from protocol.codec import load_json
 
+from .db import fetch_all
 from .models import records
 
 #: The field a delete sets to true and an upsert or patch sets to false.
@@ -187,10 +188,10 @@ def _lock(conn: sa.Connection, sql: _Sql, keys: list[Key]) -> dict[Key, Stored]:
     out: dict[Key, Stored] = {}
     for collection, ids in by_collection.items():
         if sql.postgres:
-            rows = conn.exec_driver_sql(sql.select, (collection, ids))
+            rows = fetch_all(conn, sql.select, (collection, ids))
         else:
             marks = ", ".join("?" * len(ids))
-            rows = conn.exec_driver_sql(sql.select.format(ids=marks), (collection, *ids))
+            rows = fetch_all(conn, sql.select.format(ids=marks), (collection, *ids))
         for record_id, doc_json, clocks_json in rows:
             out[(collection, record_id)] = _state(doc_json, clocks_json)
     return out
