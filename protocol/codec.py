@@ -154,9 +154,41 @@ def entry_digest(entry: Entry) -> str:
 def entry_digest_and_fields(entry: Entry) -> tuple[str, bytes]:
     """``entry_digest`` and the canonical bytes of the entry's ``fields``, encoded once.
 
-    The digested bytes are ``canonical_json`` of the members, put together around the
-    fields' bytes: the members before "fields" in sorted order, then those after it.
+    Both are cut from the entry's canonical bytes (``encode_entry``): the fields stand
+    between ``,"fields":`` and ``,"hlc":``, and the digested bytes are all but
+    ``,"tx_count":N``. A member separator ``,"`` cannot occur inside an encoded
+    string (a quote there is escaped), so with every member but ``fields`` a string or
+    an int, the first ``,"fields":`` and the last ``,"hlc":`` and ``,"tx_count":`` are
+    the members themselves. Other member types take the member-wise path.
     """
+    if not _strings_and_ints(entry):
+        return _digest_and_fields_by_member(entry)
+    data = canonical_json(entry)
+    start = data.index(b',"fields":') + len(b',"fields":')
+    fields = data[start : data.rindex(b',"hlc":')]
+    tx_count = data.rindex(b',"tx_count":')
+    plain = data[:tx_count] + data[data.index(b',"tx_id":', tx_count) :]
+    return hashlib.sha256(plain).hexdigest(), fields
+
+
+def _strings_and_ints(entry: Entry) -> bool:
+    """Whether every member but ``fields`` has its declared type (str, or int not bool)."""
+    return (
+        type(entry.collection) is str
+        and type(entry.device_id) is str
+        and type(entry.hlc) is str
+        and type(entry.kind) is str
+        and type(entry.op_id) is str
+        and type(entry.record_id) is str
+        and type(entry.tx_id) is str
+        and type(entry.seq) is int
+        and type(entry.schema_version) is int
+        and type(entry.tx_count) is int
+    )
+
+
+def _digest_and_fields_by_member(entry: Entry) -> tuple[str, bytes]:
+    """entry_digest_and_fields for an entry whose members are not all strings and ints."""
     fields = canonical_json(entry.fields)
     head = canonical_json({"collection": entry.collection, "device_id": entry.device_id})
     tail = canonical_json({name: getattr(entry, name) for name in _AFTER_FIELDS})
