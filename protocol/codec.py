@@ -58,15 +58,17 @@ _CANONICAL = json.JSONEncoder(
 _FAST = msgspec.json.Encoder(order="sorted")
 
 
-def canonical_json(value: Any) -> bytes:
+def canonical_json(value: Any, *, floats: bool = True) -> bytes:
     """Encode ``value`` as canonical JSON: sorted keys, no spaces, UTF-8, no NaN.
 
     Byte for byte what ``json.dumps(value, sort_keys=True, separators=(",", ":"),
     ensure_ascii=False, allow_nan=False)`` gives (dataclasses as all their members).
     msgspec writes it unless the value holds a float, or holds what msgspec cannot
     encode (an integer past 64 bits, a lone surrogate): then ``json`` does, or raises.
+    ``floats=False``: the caller built ``value`` with no float in it (e.g. a clock map
+    of ints and strings), so the scan for one is skipped.
     """
-    if not _has_float(value):
+    if not (floats and _has_float(value)):
         try:
             return _FAST.encode(value)
         except (TypeError, ValueError, OverflowError, msgspec.EncodeError):
@@ -163,7 +165,8 @@ def entry_digest_and_fields(entry: Entry) -> tuple[str, bytes]:
     """
     if not _strings_and_ints(entry):
         return _digest_and_fields_by_member(entry)
-    data = canonical_json(entry)
+    # The other members are strings and ints: only the fields can hold a float.
+    data = canonical_json(entry, floats=_has_float(entry.fields))
     start = data.index(b',"fields":') + len(b',"fields":')
     fields = data[start : data.rindex(b',"hlc":')]
     tx_count = data.rindex(b',"tx_count":')
@@ -241,7 +244,9 @@ def encode_result(result: Result) -> bytes:
         and result.message is None
         and result.original is None
     ):  # most verdicts ("applied"): nothing to leave out, nothing nested
-        return canonical_json({"op_id": result.op_id, "status": result.status})
+        plain = {"op_id": result.op_id, "status": result.status}
+        strings = type(result.op_id) is str and type(result.status) is str
+        return canonical_json(plain, floats=not strings)
     return canonical_json(_plain(result))
 
 

@@ -91,7 +91,13 @@ def write(conn: sa.Connection, changes: Changes, policy: Policy = last_writer_wi
         doc, clocks = current.get(key) or ({}, {})
         if merge_stored(doc, clocks, changes.by_record[key], policy):
             rows.append(
-                (key[0], key[1], canonical_json(doc).decode(), canonical_json(clocks).decode())
+                (
+                    key[0],
+                    key[1],
+                    canonical_json(doc).decode(),
+                    # Stamps are ints and strings (parsed, or read back from here).
+                    canonical_json(clocks, floats=False).decode(),
+                )
             )
     if rows and sql.postgres:
         conn.exec_driver_sql(sql.upsert, tuple(list(column) for column in zip(*rows, strict=True)))

@@ -223,3 +223,19 @@ def test_the_digest_cut_from_the_entry_bytes_is_the_digest_of_the_members(
         return
     assert entry_digest_and_fields(entry) == expected
     assert entry_digest(entry) == expected[0]
+
+
+@given(_wire_values)
+def test_skipping_the_float_scan_changes_nothing_for_a_value_without_floats(value: object) -> None:
+    assume(not _holds_float(value))
+    assert canonical_json(value, floats=False) == canonical_json(value) == _definition(value)
+
+
+def _holds_float(value: object) -> bool:
+    if isinstance(value, float):
+        return True
+    if isinstance(value, dict):
+        return any(_holds_float(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_holds_float(v) for v in value)
+    return False
