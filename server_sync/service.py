@@ -127,14 +127,18 @@ def _plan(run: _Run, groups: Iterable[Sequence[Entry]]) -> _Plan:
     plan = _Plan()
     stored = run.stored
     for group in groups:
-        replays = {e.op_id: _replay(run, e, stored[e.op_id]) for e in group if e.op_id in stored}
-        plan.answers.update(replays)
         new = [e for e in group if e.op_id not in stored]
+        blocker = None
+        if len(new) < len(group):
+            replays = {
+                e.op_id: _replay(run, e, stored[e.op_id]) for e in group if e.op_id in stored
+            }
+            plan.answers.update(replays)
+            # A transaction with a rejected entry applies nothing more, even if the
+            # device split it across batches.
+            blocker = next((e.op_id for e in group if _rejected(replays.get(e.op_id))), None)
         if not new:
             continue
-        # A transaction with a rejected entry applies nothing more, even if the device
-        # split it across batches.
-        blocker = next((e.op_id for e in group if _rejected(replays.get(e.op_id))), None)
         verdicts, values = _judge(run, new, blocker)
         plan.answers.update(verdicts)
         for entry in new:
