@@ -3,13 +3,19 @@
 The length is bounded before anything else looks at the text, and the screen that
 finds the number in what a rep typed is one linear pass: no input can make it slow
 (the hand-written pattern this replaces was quadratic on long input).
+
+Mainland mobiles written the common ways (``13912345678``, ``139 1234 5678``,
+``+86 139-1234-5678``) take a fast path (``_cn_mobile``): one bounded pattern finds
+the 11 digits and libphonenumber's own CN mobile pattern, from its metadata, decides;
+a number the parse could read differently (a carrier-code prefix) or that is not a
+mobile goes the full way, so the answer and every refusal stay libphonenumber's
+(tests/protocol/test_phone.py compares both on every six-digit mobile prefix).
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from functools import cache
 from typing import Literal
 
 import phonenumbers
@@ -28,26 +34,24 @@ _DIGITS = frozenset("0123456789")
 _INSIDE = _DIGITS | frozenset(" \t-.()/")
 _MOBILE = (PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE)
 
-#: A mainland mobile as reps type it: "+86 139 1234 5678", "139-1234-5678", "13912345678"
-#: (ASCII; an optional "+86"; at most one space or dash between the 3-4-4 groups). It
-#: leaves out 11, 12 and 179: libphonenumber reads "1[12]xx00…" and "179xx00…" as an
-#: international dialling prefix, so those go through its parse.
-_TYPED_CN = re.compile(r"(?:\+86[ -]?)?(1(?:[3-689][0-9]|7[0-8]))[ -]?([0-9]{4})[ -]?([0-9]{4})")
-#: What libphonenumber's CN metadata said when _TYPED_CN was written: its international
-#: and national prefixes can strip nothing from an 11-digit number that _TYPED_CN takes
-#: (what would be left has 6 digits, too few to stand). Other metadata: no fast path.
-_CN_PREFIXES = ("00|1(?:[12]\\d|79)\\d\\d00", "(1(?:[12]\\d|79)\\d\\d)|0", "0")
-#: libphonenumber's number types in the order its ``number_type`` tries them.
-_KINDS = (
-    ("premium_rate", PhoneNumberType.PREMIUM_RATE),
-    ("toll_free", PhoneNumberType.TOLL_FREE),
-    ("shared_cost", PhoneNumberType.SHARED_COST),
-    ("voip", PhoneNumberType.VOIP),
-    ("personal_number", PhoneNumberType.PERSONAL_NUMBER),
-    ("pager", PhoneNumberType.PAGER),
-    ("uan", PhoneNumberType.UAN),
-    ("voicemail", PhoneNumberType.VOICEMAIL),
-)
+#: A mainland mobile as reps and devices write it: an optional +86, then 3-4-4 digits
+#: with at most one space or dash between groups (ASCII only; bounded, linear).
+_CN_WRITTEN = re.compile(r"(?:\+86[ -]?)?(1[3-9][0-9])[ -]?([0-9]{4})[ -]?([0-9]{4})", re.ASCII)
+
+
+def _cn_patterns() -> tuple[re.Pattern[str], re.Pattern[str]]:
+    """libphonenumber's CN mobile pattern (what ``number_type`` finally tests for an
+    11-digit 13-19 number: no other CN type's pattern starts that way), and its prefix
+    the parse may strip as a national or carrier prefix."""
+    metadata = PhoneMetadata.metadata_for_region("CN")
+    mobile = metadata.mobile if metadata is not None else None
+    if metadata is None or mobile is None or not mobile.national_number_pattern:
+        raise RuntimeError("libphonenumber has no CN mobile metadata")
+    prefix = metadata.national_prefix_for_parsing or "0"
+    return re.compile(mobile.national_number_pattern), re.compile(prefix)
+
+
+_CN_MOBILE, _CN_PREFIX = _cn_patterns()
 
 
 def normalize_phone(
@@ -60,15 +64,13 @@ def normalize_phone(
     ("tel: …", "…。"). ``region`` reads numbers written without a country prefix.
     """
     if output == "national" and region == "CN":
-        national = _typed_cn_mobile(value)
+        national = _cn_mobile(value)
         if national is not None:
-            # The stored form (what devices send) or a typed one: parsing adds nothing.
-            return _mobile_of_kind(national, _cn_kind(national), region, field)
-    return _parsed(value, field, region, output)
-
-
-def _parsed(value: str, field: str | None, region: str, output: PhoneOutput) -> str:
-    """normalize_phone through libphonenumber's parse: every input, no fast path."""
+            return national
+        if _is_cn_national(value):
+            # Already in its stored form (what every device sends): parsing adds nothing.
+            number = phonenumbers.PhoneNumber(country_code=86, national_number=int(value))
+            return _national_mobile(number, region, field)
     text = _screen(value, field)
     try:
         number = phonenumbers.parse(text, region)
@@ -116,88 +118,47 @@ def _national_mobile(number: phonenumbers.PhoneNumber, region: str, field: str |
             raise _invalid(field, f"has {len(national)} digits; a mainland mobile has 11")
         if national[0] != "1" or national[1] not in "3456789":
             raise _invalid(field, "a mainland mobile starts with 13-19")
-    return _mobile_of_kind(national, phonenumbers.number_type(number), region, field)
-
-
-def _mobile_of_kind(national: str, kind: int, region: str, field: str | None) -> str:
-    """``national`` if libphonenumber's ``kind`` of it is a mobile; else say why not."""
-    if kind == PhoneNumberType.UNKNOWN:  # what is_valid_number refuses
+    kind = phonenumbers.number_type(number)  # UNKNOWN is what is_valid_number refuses
+    if kind == PhoneNumberType.UNKNOWN:
         raise _invalid(field, f"is not an allocated {region} number")
     if kind not in _MOBILE:
         raise _invalid(field, f"is not a {region} mobile number")
     return national
 
 
-def _typed_cn_mobile(value: str) -> str | None:
-    """The 11 digits of a mainland mobile written as _TYPED_CN takes it, else None.
+def _cn_mobile(value: str) -> str | None:
+    """The 11 digits of an allocated CN mobile written a common way; None: ask libphonenumber.
 
-    libphonenumber's parse reads such text as exactly this national number of +86
-    (tests/protocol/test_phone.py compares the two on generated and corpus inputs).
+    What the full path gives for these writings: ``_screen`` keeps them as they are,
+    the parse reads +86 (or CN's default) and the 11 digits as the national number
+    (nothing to strip unless ``_CN_PREFIX`` matches), and ``number_type`` is MOBILE
+    exactly when the mobile pattern matches.
     """
-    match = _TYPED_CN.fullmatch(value) if len(value) <= 20 and _fast_cn() else None
-    return None if match is None else "".join(match.groups())
+    if len(value) > 20:
+        return None
+    written = _CN_WRITTEN.fullmatch(value)
+    if written is None:
+        return None
+    national = "".join(written.groups())
+    if _CN_PREFIX.match(national) or not _CN_MOBILE.fullmatch(national):
+        return None
+    return national
 
 
-@cache
-def _fast_cn() -> bool:
-    """Whether the CN metadata still has the prefixes _TYPED_CN was reasoned against."""
-    meta = PhoneMetadata.metadata_for_region("CN")
-    if meta is None or phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(86) != ("CN",):
-        return False
-    found = (meta.international_prefix, meta.national_prefix_for_parsing, meta.national_prefix)
-    return found == _CN_PREFIXES and not meta.national_prefix_transform_rule
+def _is_cn_national(value: str) -> bool:
+    """True for 11 ASCII digits starting with 1: the form a CN mobile is stored in.
 
-
-def _cn_kind(national: str) -> int:
-    """``phonenumbers.number_type`` of +86 ``national``, on patterns compiled once."""
-    general, kinds, fixed, mobile, same = _cn_patterns(len(national))
-    if not _matches(national, general):
-        return PhoneNumberType.UNKNOWN
-    for pattern, kind in kinds:
-        if pattern.fullmatch(national) is not None:
-            return kind
-    if _matches(national, fixed):
-        if same or _matches(national, mobile):
-            return PhoneNumberType.FIXED_LINE_OR_MOBILE
-        return PhoneNumberType.FIXED_LINE
-    if not same and _matches(national, mobile):
-        return PhoneNumberType.MOBILE
-    return PhoneNumberType.UNKNOWN
-
-
-#: A number description's compiled pattern; None where absent or the length is not one
-#: of its possible lengths (libphonenumber's _is_number_matching_desc checks that first).
-_Pattern = re.Pattern[str] | None
-
-
-@cache
-def _cn_patterns(
-    length: int,
-) -> tuple[_Pattern, tuple[tuple[re.Pattern[str], int], ...], _Pattern, _Pattern, bool]:
-    """The CN metadata's number descriptions for numbers of ``length`` digits, compiled."""
-    meta = PhoneMetadata.metadata_for_region("CN")
-    if meta is None:  # pragma: no cover - _fast_cn checked it
-        raise RuntimeError("libphonenumber has no CN metadata")
-    kinds = ((_pattern(getattr(meta, name), length), kind) for name, kind in _KINDS)
+    No trunk prefix (0) nor country code (86) can start it, so libphonenumber's parse
+    would read it as exactly this national number, unless a carrier-code prefix
+    (``_CN_PREFIX``: 179xx, which the parse then treats otherwise) starts it.
+    """
     return (
-        _pattern(meta.general_desc, length),
-        tuple((pattern, kind) for pattern, kind in kinds if pattern is not None),
-        _pattern(meta.fixed_line, length),
-        _pattern(meta.mobile, length),
-        bool(meta.same_mobile_and_fixed_line_pattern),
+        len(value) == 11
+        and value[0] == "1"
+        and value.isascii()
+        and value.isdigit()
+        and not _CN_PREFIX.match(value)
     )
-
-
-def _pattern(desc: phonenumbers.PhoneNumberDesc | None, length: int) -> _Pattern:
-    if desc is None or not desc.national_number_pattern:
-        return None
-    if desc.possible_length and length not in desc.possible_length:
-        return None
-    return re.compile(desc.national_number_pattern)
-
-
-def _matches(national: str, pattern: _Pattern) -> bool:
-    return pattern is not None and pattern.fullmatch(national) is not None
 
 
 def _invalid(field: str | None, message: str) -> EntryInvalid:

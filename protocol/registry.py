@@ -50,26 +50,20 @@ class Collection:
             if values:
                 raise EntryInvalid("fields_on_delete", None, "a delete carries no fields")
             return {}
-        if not values.keys() <= self.fields.keys():
+        if not self.fields.keys() >= values.keys():
             unknown = sorted(set(values) - set(self.fields))
             raise EntryInvalid("unknown_field", unknown[0], f"not a field of {self.name}")
         if kind == "patch" and not values:
             raise EntryInvalid("empty_patch", None, "a patch changes at least one field")
         out: dict[str, Any] = {}
-        upsert = kind == "upsert"
         for name, spec in self.fields.items():
-            value = values.get(name, _ABSENT)
-            if value is not None and value is not _ABSENT:
-                out[name] = spec.type.normalize(value, name)
-            elif spec.required and (upsert or value is None):
+            if name in values and values[name] is not None:
+                out[name] = spec.type.normalize(values[name], name)
+            elif spec.required and (kind == "upsert" or name in values):
                 raise EntryInvalid("required", name, "is required")
-            elif upsert or value is None:
+            elif name in values or kind == "upsert":
                 out[name] = None
         return out
-
-
-#: A field an entry does not carry (None is a value: the field set to null).
-_ABSENT: Any = object()
 
 
 class Registry:

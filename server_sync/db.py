@@ -33,10 +33,13 @@ _MISSING_DATABASE = re.compile(r'database "([^"]{1,200})" does not exist')
 
 
 def create_engine(url: str | sa.URL, **kwargs: Any) -> sa.Engine:
-    """An engine for ``url``; SQLite gets WAL, a busy timeout, foreign keys, BEGIN IMMEDIATE."""
+    """An engine for ``url``; SQLite gets WAL, a busy timeout, foreign keys, BEGIN IMMEDIATE;
+    on PostgreSQL (psycopg) only writes are prepared (``_tune_psycopg``)."""
     engine = sa.create_engine(check_url(url), **kwargs)
     if engine.dialect.name == "sqlite":
         _tune_sqlite(engine)
+    elif engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg":
+        _tune_psycopg(engine)
     return engine
 
 
@@ -83,6 +86,17 @@ def explained(url: str | sa.URL | None = None) -> Iterator[None]:
         if message is None:
             raise
         raise ValueError(message) from exc
+
+
+@contextmanager
+def transaction(conn: sa.Connection, *, read_only: bool = False) -> Iterator[None]:
+    """A transaction on ``conn``, committed at the end; ``read_only``: no lock on SQLite."""
+    conn.execution_options(**{READ_ONLY: read_only})
+    try:
+        with conn.begin():
+            yield
+    finally:
+        conn.execution_options(**{READ_ONLY: False})
 
 
 def check_connection(engine: sa.Engine) -> None:
@@ -169,6 +183,24 @@ def _enable_wal(cursor: Any) -> None:
             if "locked" not in str(exc) or time.monotonic() > deadline:
                 raise
             time.sleep(0.01)
+
+
+def _tune_psycopg(engine: sa.Engine) -> None:
+    import psycopg
+
+    @sa.event.listens_for(engine, "do_execute")
+    def _on_execute(cursor: Any, statement: str, parameters: Any, context: Any) -> bool | None:
+        # psycopg prepares a statement after five executions, and PostgreSQL may then
+        # plan it once for any parameters. For the op-log lookup of a batch (``op_id
+        # IN ($2 … $501)``) on a table without statistics yet, that generic plan
+        # filters every op of the device against an array it rebuilds per row (0.2-1 s
+        # per batch at 5-10 k ops; docs/performance.md): reads are planned for their
+        # values instead (a hashed list). Writes stay prepared (executemany rows above
+        # all), where a generic plan is right and planning each row would cost.
+        if context is None or context.is_crud or isinstance(cursor, psycopg.ServerCursor):
+            return None  # a write, or a server-side cursor (never prepared)
+        cursor.execute(statement, parameters, prepare=False)
+        return True
 
 
 def _tune_sqlite(engine: sa.Engine) -> None:

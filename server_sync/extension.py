@@ -28,6 +28,11 @@ class ServerState:
     def __post_init__(self) -> None:
         object.__setattr__(self, "reader", self.engine.execution_options(**{READ_ONLY: True}))
 
+    @property
+    def check_in_apply(self) -> bool:
+        """Whether a batch's token check runs in its apply transaction (views.py)."""
+        return self.engine.dialect.name == "postgresql" and not self.rate_limit.enabled
+
 
 def server_state(app: Flask) -> ServerState:
     """The state ``create_app`` stored on ``app``."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -12,8 +13,11 @@ from protocol import ProtocolError, compress, decode_batch, decompress, encode_a
 from protocol.constants import CONTENT_ENCODINGS, MAX_WIRE_BYTES, MEDIA_TYPE
 
 from .auth import authenticate
+from .db import transaction
+from .delivery import deliver
 from .errors import PayloadTooLarge, Unavailable, UnsupportedMediaType, first_line
-from .extension import server_state
+from .extension import ServerState, server_state
+from .metrics import observe_ack
 from .ratelimit import admit
 from .service import apply_batch
 
@@ -24,19 +28,36 @@ sync = Blueprint("sync", __name__)
 def post_batch() -> Response:
     """Apply a device's batch; answer one result per entry."""
     state = server_state(current_app)
-    # Without a rate limit the token check only reads: no write lock on SQLite.
-    engine = state.engine if state.rate_limit.enabled else state.reader
-    with engine.begin() as conn:
-        device_id = authenticate(conn, request.headers.get("Authorization"))
-        # Shed load before reading the body. A refusal rolls this transaction back,
-        # so a refused batch does not use up the window.
-        admit(conn, device_id, state.rate_limit, time.time())
-    _require_media_type()
-    body = decompress(_read_body(), _content_encoding())
-    batch = decode_batch(body)
-    with state.engine.begin() as conn:
+    # One connection serves the request; closing it rolls back what was not committed.
+    with state.engine.connect() as conn:
+        device_id = _check_token(conn, state)
+        _require_media_type()
+        batch = decode_batch(decompress(_read_body(), _content_encoding()))
+        started = time.perf_counter()
+        # Begins the apply's transaction, unless the token check left it open.
         ack = apply_batch(conn, device_id, batch, state.registry)
+        ack = deliver(conn, device_id, batch, ack, datetime.now(UTC))
+        conn.commit()
+    observe_ack(ack, time.perf_counter() - started)
     return _ack_response(encode_ack(ack))
+
+
+def _check_token(conn: sa.Connection, state: ServerState) -> str:
+    """The requesting device, counted against the rate limit, before the body is read.
+
+    On PostgreSQL without a rate limit the check is the first statement of the apply's
+    transaction (left open: it locks nothing). Otherwise it has a transaction of its
+    own: SQLite's apply takes the write lock at BEGIN, and a rate-limit refusal must
+    roll its counter back, so a refused batch does not use up the window.
+    """
+    authorization = request.headers.get("Authorization")
+    if state.check_in_apply:
+        return authenticate(conn, authorization)
+    # Without a rate limit the check only reads: no write lock on SQLite.
+    with transaction(conn, read_only=not state.rate_limit.enabled):
+        device_id = authenticate(conn, authorization)
+        admit(conn, device_id, state.rate_limit, time.time())
+    return device_id
 
 
 @sync.get("/healthz")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import random
 import string
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -19,6 +21,7 @@ from protocol import Ack, Batch, Collection, FieldSpec, crm_registry
 from protocol.constants import MAX_STRING_LENGTH
 from protocol.fieldtypes import String
 from server_sync import add_device, create_app, get_record, revoke_device
+from server_sync import views as server_views
 from server_sync.extension import server_state
 from server_sync.models import ops
 from simulations.procs import free_port
@@ -196,7 +199,14 @@ def test_a_dead_wifi_falls_back_to_cellular_after_3s_30s(setup: Setup) -> None:
     assert setup.sleeps == [3.0, 30.0]
 
 
-def test_a_shed_batch_waits_out_the_retry_after_and_stays_pending(tmp_path: Path) -> None:
+def test_a_shed_batch_waits_out_the_retry_after_and_stays_pending(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The server's rate-limit clock stands still: on the wall clock, a second boundary
+    # between the two 429s changed Retry-After by one, and the wait asserted below
+    # (from the first 429) no longer equalled the last error's (the second 429).
+    frozen = SimpleNamespace(time=lambda: 1_800_000_000.25, perf_counter=time.perf_counter)
+    monkeypatch.setattr(server_views, "time", frozen)
     s = make_setup(tmp_path, RATE_LIMIT_DEVICE=1, RATE_LIMIT_WINDOW=3600)
     with s.client(retry=RetryPolicy(max_attempts=2)) as client:
         for t in range(6):  # 600 entries: two batches, the second over the limit
