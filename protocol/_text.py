@@ -18,6 +18,8 @@ _NOT_NAME = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 def safe_text(value: str) -> bool:
     """Whether ``value`` is valid Unicode scalars with no NUL (any length)."""
+    if value.isascii():  # no surrogate can be there: only NUL to look for
+        return "\x00" not in value
     return _UNSAFE.search(value) is None
 
 

@@ -7,7 +7,7 @@ import re
 import shlex
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -112,6 +112,23 @@ def upsert_into(conn: sa.Connection, table: sa.Table) -> sqlite.Insert | postgre
     return sqlite.insert(table)
 
 
+def fetch_all(conn: sa.Connection, sql: str, params: Sequence[Any]) -> list[Any]:
+    """The rows of a read in ``conn``'s transaction, straight from the driver's cursor.
+
+    ``sql`` is in the driver's parameter style. For hot reads of many rows: SQLAlchemy's
+    result objects cost more per row than the read (errors are the driver's own).
+    """
+    cursor: Any = conn.connection.cursor()  # psycopg's takes ``prepare``
+    try:
+        if conn.dialect.name == "postgresql":
+            cursor.execute(sql, params, prepare=False)  # reads are never prepared (above)
+        else:
+            cursor.execute(sql, params)
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
+
+
 def alembic_config(url: str | None = None) -> Config:
     """An Alembic config pointing at the migrations shipped inside this package."""
     config = Config()
@@ -183,10 +200,16 @@ def _tune_psycopg(engine: sa.Engine) -> None:
         # per batch at 5-10 k ops; docs/performance.md): reads are planned for their
         # values instead (a hashed list). Writes stay prepared (executemany rows above
         # all), where a generic plan is right and planning each row would cost.
-        if context is None or context.is_crud or isinstance(cursor, psycopg.ServerCursor):
+        write = context is not None and (context.is_crud or _is_write(statement))
+        if context is None or write or isinstance(cursor, psycopg.ServerCursor):
             return None  # a write, or a server-side cursor (never prepared)
         cursor.execute(statement, parameters, prepare=False)
         return True
+
+
+def _is_write(statement: str) -> bool:
+    """Whether driver-level SQL (no compiled statement to ask) writes rows."""
+    return statement.lstrip()[:6].upper() in ("INSERT", "UPDATE", "DELETE")
 
 
 def _tune_sqlite(engine: sa.Engine) -> None:

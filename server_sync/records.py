@@ -13,21 +13,26 @@ on SQLite the apply transaction already holds the database's write lock (``BEGIN
 IMMEDIATE``, see db.py); on PostgreSQL the missing rows are first inserted empty
 (``ON CONFLICT DO NOTHING``, waiting for a concurrent inserter to commit), then every
 row is read ``FOR UPDATE``; both in key order, so concurrent appliers never deadlock.
-The merged rows go back in one executemany; unchanged rows are not written.
+The merged rows go back in one executemany; unchanged rows are not written. The
+statements go to the driver as written (SQLAlchemy's per-row processing cost more
+than the statements).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import sqlalchemy as sa
 
-from conflict import Hlc, Policy, Write, last_writer_wins, merge_fields
+from conflict import Hlc, Policy, Write, last_writer_wins
 from protocol import canonical_json
+from protocol.codec import load_json
 
-from .db import upsert_into
+from .db import fetch_all
 from .models import records
 
 #: The field a delete sets to true and an upsert or patch sets to false.
@@ -35,8 +40,13 @@ DELETED = "__deleted__"
 
 #: (collection, record_id)
 Key = tuple[str, str]
-#: A record's state: each field's current write.
-State = dict[str, Write]
+#: A record as stored: its document ({field: value}) and clocks ({field: [wall_ms,
+#: counter, node]}).
+Stored = tuple[dict[str, Any], dict[str, list[Any]]]
+
+
+#: One applied entry's writes: its stamp and {field: value}, the tombstone flag included.
+Writes = tuple[Hlc, dict[str, Any]]
 
 
 class Changes:
@@ -45,14 +55,12 @@ class Changes:
     __slots__ = ("by_record",)
 
     def __init__(self) -> None:
-        self.by_record: dict[Key, list[tuple[str, Write]]] = {}
+        self.by_record: dict[Key, list[Writes]] = {}
 
     def add(self, key: Key, kind: str, stamp: Hlc, values: Mapping[str, Any]) -> None:
         """Add one applied entry: its fields (none for a delete) and the tombstone flag."""
-        writes = self.by_record.setdefault(key, [])
-        if kind != "delete":
-            writes.extend((field, Write(stamp, value)) for field, value in values.items())
-        writes.append((DELETED, Write(stamp, kind == "delete")))
+        written = {DELETED: True} if kind == "delete" else {**values, DELETED: False}
+        self.by_record.setdefault(key, []).append((stamp, written))
 
 
 def get_record(conn: sa.Connection, collection: str, record_id: str) -> dict[str, Any] | None:
@@ -68,79 +76,132 @@ def get_record(conn: sa.Connection, collection: str, record_id: str) -> dict[str
     return values
 
 
-def write(
-    conn: sa.Connection, changes: Changes, policy: Policy = last_writer_wins
-) -> list[tuple[Key, str, Write]]:
-    """Merge ``changes`` into the stored records under lock; return what lost, per field."""
+def write(conn: sa.Connection, changes: Changes, policy: Policy = last_writer_wins) -> None:
+    """Merge ``changes`` into the stored records under lock (one statement per step)."""
     keys = sorted(changes.by_record)
     if not keys:
-        return []
-    if conn.dialect.name == "postgresql":
-        _insert_missing(conn, keys)
-    current = _lock(conn, keys)
-    rows: list[dict[str, str]] = []
-    lost: list[tuple[Key, str, Write]] = []
+        return
+    sql = _sql(conn.dialect)
+    if sql.postgres:
+        collections, ids = (list(column) for column in zip(*keys, strict=True))
+        conn.exec_driver_sql(sql.insert_missing, (collections, ids))
+    current = _lock(conn, sql, keys)
+    rows: list[tuple[str, str, str, str]] = []
     for key in keys:
-        before = current.get(key, {})
-        merged, losers = merge_fields(before, changes.by_record[key], policy)
-        lost.extend((key, field, loser) for field, loser in losers)
-        # By identity: 1 and True are equal in Python, not in JSON.
-        if any(w is not before.get(f) for f, w in merged.items()):
-            rows.append(_row(key, merged))
-    if rows:
-        stmt = upsert_into(conn, records)
-        conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[records.c.collection, records.c.record_id],
-                set_={"doc_json": stmt.excluded.doc_json, "clocks_json": stmt.excluded.clocks_json},
-            ),
-            rows,
+        doc, clocks = current.get(key) or ({}, {})
+        if merge_stored(doc, clocks, changes.by_record[key], policy):
+            rows.append(
+                (
+                    key[0],
+                    key[1],
+                    canonical_json(doc).decode(),
+                    # Stamps are ints and strings (parsed, or read back from here).
+                    canonical_json(clocks, floats=False).decode(),
+                )
+            )
+    if rows and sql.postgres:
+        conn.exec_driver_sql(sql.upsert, tuple(list(column) for column in zip(*rows, strict=True)))
+    elif rows:
+        conn.exec_driver_sql(sql.upsert, rows)
+
+
+def merge_stored(
+    doc: dict[str, Any],
+    clocks: dict[str, list[Any]],
+    incoming: Iterable[Writes],
+    policy: Policy = last_writer_wins,
+) -> bool:
+    """``merge_fields`` on a record's stored form, in place: ``doc`` ({field: value}) and
+    ``clocks`` ({field: [wall_ms, counter, node]}); whether either changed.
+
+    A Write is built only when the policy must see one: last writer wins compares the
+    stamps as they are stored, and asks the policy only when they are equal.
+    """
+    changed = False
+    lww = policy is last_writer_wins
+    for hlc, values in incoming:
+        # last_writer_wins's order: (wall_ms, counter, node), compared as numbers.
+        ordered = (hlc.wall_ms, hlc.counter, hlc.node)
+        clock = list(ordered)
+        for field, value in values.items():
+            stamp = clocks.get(field)
+            if stamp is not None:
+                if lww and stamp != clock:
+                    if ordered < tuple(stamp):
+                        continue
+                else:
+                    current = Write(Hlc(*stamp), doc[field])
+                    winner = policy(current, Write(hlc, value)).winner
+                    if winner is current:
+                        continue
+                    doc[field] = winner.value
+                    clocks[field] = [winner.hlc.wall_ms, winner.hlc.counter, winner.hlc.node]
+                    changed = True
+                    continue
+            doc[field] = value
+            clocks[field] = clock
+            changed = True
+    return changed
+
+
+@dataclass(frozen=True, slots=True)
+class _Sql:
+    """The statements write() sends to the driver as written, in its parameter style."""
+
+    postgres: bool
+    insert_missing: str
+    select: str
+    upsert: str
+
+
+@cache
+def _sql(dialect: sa.Dialect) -> _Sql:
+    """SQLite: executemany of one row per record; PostgreSQL: one statement over arrays."""
+    table = records.name
+    columns = "collection, record_id, doc_json, clocks_json"
+    update = (
+        "ON CONFLICT (collection, record_id) DO UPDATE SET "
+        "doc_json = excluded.doc_json, clocks_json = excluded.clocks_json"
+    )
+    if dialect.name != "postgresql":
+        return _Sql(
+            postgres=False,
+            insert_missing="",
+            select=f"SELECT record_id, doc_json, clocks_json FROM {table} "
+            "WHERE collection = ? AND record_id IN ({ids})",
+            upsert=f"INSERT INTO {table} ({columns}) VALUES (?, ?, ?, ?) {update}",
         )
-    return lost
-
-
-def _insert_missing(conn: sa.Connection, keys: Iterable[Key]) -> None:
-    """Give every key a row to lock: empty where none exists (PostgreSQL, key order)."""
-    stmt = upsert_into(conn, records).on_conflict_do_nothing(
-        index_elements=[records.c.collection, records.c.record_id]
+    return _Sql(
+        postgres=True,
+        # Inserted in key order (the arrays' order), as the rows are then locked.
+        insert_missing=f"INSERT INTO {table} ({columns}) "
+        "SELECT c, r, '{}', '{}' FROM unnest(%b::text[], %b::text[]) "
+        "WITH ORDINALITY AS t(c, r, n) ORDER BY n "
+        "ON CONFLICT (collection, record_id) DO NOTHING",
+        select=f"SELECT record_id, doc_json, clocks_json FROM {table} "
+        "WHERE collection = %s AND record_id = ANY(%b::text[]) ORDER BY record_id FOR UPDATE",
+        upsert=f"INSERT INTO {table} ({columns}) "
+        "SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[]) "
+        f"{update}",
     )
-    conn.execute(
-        stmt,
-        [{"collection": c, "record_id": r, "doc_json": "{}", "clocks_json": "{}"} for c, r in keys],
-    )
 
 
-def _lock(conn: sa.Connection, keys: list[Key]) -> dict[Key, State]:
+def _lock(conn: sa.Connection, sql: _Sql, keys: list[Key]) -> dict[Key, Stored]:
     """The stored state of ``keys``, rows locked in key order (FOR UPDATE on PostgreSQL)."""
     by_collection: dict[str, list[str]] = {}
     for collection, record_id in keys:
         by_collection.setdefault(collection, []).append(record_id)
-    c = records.c
-    out: dict[Key, State] = {}
+    out: dict[Key, Stored] = {}
     for collection, ids in by_collection.items():
-        stmt = (
-            sa.select(c.record_id, c.doc_json, c.clocks_json)
-            .where(c.collection == collection, c.record_id.in_(ids))
-            .order_by(c.record_id)
-            .with_for_update()
-        )
-        for record_id, doc_json, clocks_json in conn.execute(stmt):
+        if sql.postgres:
+            rows = fetch_all(conn, sql.select, (collection, ids))
+        else:
+            marks = ", ".join("?" * len(ids))
+            rows = fetch_all(conn, sql.select.format(ids=marks), (collection, *ids))
+        for record_id, doc_json, clocks_json in rows:
             out[(collection, record_id)] = _state(doc_json, clocks_json)
     return out
 
 
-def _state(doc_json: str, clocks_json: str) -> State:
-    doc = json.loads(doc_json)
-    clocks = json.loads(clocks_json)
-    return {field: Write(Hlc(*clocks[field]), value) for field, value in doc.items()}
-
-
-def _row(key: Key, state: State) -> dict[str, str]:
-    doc = {field: write.value for field, write in state.items()}
-    clocks = {f: [w.hlc.wall_ms, w.hlc.counter, w.hlc.node] for f, w in state.items()}
-    return {
-        "collection": key[0],
-        "record_id": key[1],
-        "doc_json": canonical_json(doc).decode(),
-        "clocks_json": canonical_json(clocks).decode(),
-    }
+def _state(doc_json: str, clocks_json: str) -> Stored:
+    return load_json(doc_json), load_json(clocks_json)

@@ -35,14 +35,12 @@ from protocol import (
     Registry,
     Result,
     UnsupportedVersion,
-    canonical_json,
 )
-from protocol.codec import decode_result, encode_result, entry_digest
+from protocol.codec import decode_result, encode_result, entry_digest_and_fields
 from protocol.constants import MAX_CLOCK_AHEAD_MS
 
-from . import records
+from . import oplog, records
 from .errors import WrongDevice
-from .models import ops
 from .records import get_record
 
 __all__ = ["apply_batch", "get_record"]
@@ -63,7 +61,8 @@ class _Run:
     received_at: datetime
     stored: dict[str, _Stored]
     stamps: dict[str, hlc.Hlc]
-    digests: dict[str, str]
+    #: Each entry's digest and its fields' canonical JSON, by op_id.
+    encoded: dict[str, tuple[str, bytes]]
 
     @property
     def now_ms(self) -> int:
@@ -76,7 +75,7 @@ class _Plan:
     """Verdicts for every entry, the op rows to insert, and the record changes they make."""
 
     answers: dict[str, Result] = field(default_factory=dict)
-    rows: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
     changes: records.Changes = field(default_factory=records.Changes)
 
 
@@ -102,17 +101,17 @@ def apply_batch(
     stamps = _check_entries(batch.entries)
     stored = _load_stored(conn, device_id, list(stamps))
     _check_versions(batch.entries, registry, stored)
-    digests = {e.op_id: entry_digest(e) for e in batch.entries}
-    run = _Run(batch, registry, now or datetime.now(UTC), stored, stamps, digests)
+    encoded = {e.op_id: entry_digest_and_fields(e) for e in batch.entries}
+    run = _Run(batch, registry, now or datetime.now(UTC), stored, stamps, encoded)
     groups = list(_groups(batch.entries))
     # Each retry moves at least one op (raced in by another process) into ``stored``.
     for _ in range(len(batch.entries) + 1):
         plan = _plan(run, groups)
         try:
-            _insert_ops(conn, plan.rows)
+            _insert_ops(conn, run, plan.rows)
             break
         except sa.exc.IntegrityError:
-            raced = _load_stored(conn, device_id, [row["op_id"] for row in plan.rows])
+            raced = _load_stored(conn, device_id, [row[oplog.OP_ID] for row in plan.rows])
             if not raced:
                 raise
             stored.update(raced)
@@ -128,14 +127,18 @@ def _plan(run: _Run, groups: Iterable[Sequence[Entry]]) -> _Plan:
     plan = _Plan()
     stored = run.stored
     for group in groups:
-        replays = {e.op_id: _replay(run, e, stored[e.op_id]) for e in group if e.op_id in stored}
-        plan.answers.update(replays)
         new = [e for e in group if e.op_id not in stored]
+        blocker = None
+        if len(new) < len(group):
+            replays = {
+                e.op_id: _replay(run, e, stored[e.op_id]) for e in group if e.op_id in stored
+            }
+            plan.answers.update(replays)
+            # A transaction with a rejected entry applies nothing more, even if the
+            # device split it across batches.
+            blocker = next((e.op_id for e in group if _rejected(replays.get(e.op_id))), None)
         if not new:
             continue
-        # A transaction with a rejected entry applies nothing more, even if the device
-        # split it across batches.
-        blocker = next((e.op_id for e in group if _rejected(replays.get(e.op_id))), None)
         verdicts, values = _judge(run, new, blocker)
         plan.answers.update(verdicts)
         for entry in new:
@@ -146,11 +149,11 @@ def _plan(run: _Run, groups: Iterable[Sequence[Entry]]) -> _Plan:
     return plan
 
 
-def _insert_ops(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
-    """Insert the new ops in one executemany; IntegrityError (a race) leaves nothing."""
+def _insert_ops(conn: sa.Connection, run: _Run, rows: list[tuple[Any, ...]]) -> None:
+    """Insert the new ops in one statement; IntegrityError (a race) leaves nothing."""
     if rows:
         with conn.begin_nested():
-            conn.execute(ops.insert(), rows)
+            oplog.insert(conn, rows, run.received_at)
 
 
 def _judge(
@@ -198,7 +201,7 @@ def _check_clock(stamp: hlc.Hlc, now_ms: int) -> None:
 
 
 def _replay(run: _Run, entry: Entry, prior: _Stored) -> Result:
-    if prior.digest == run.digests[entry.op_id]:
+    if prior.digest == run.encoded[entry.op_id][0]:
         return Result(entry.op_id, "duplicate", original=prior.result)
     return Result(
         entry.op_id,
@@ -246,32 +249,28 @@ def _check_versions(
 
 
 def _load_stored(conn: sa.Connection, device_id: str, op_ids: list[str]) -> dict[str, _Stored]:
-    rows = conn.execute(
-        sa.select(ops.c.op_id, ops.c.digest, ops.c.result_json).where(
-            ops.c.device_id == device_id, ops.c.op_id.in_(op_ids)
-        )
+    rows = oplog.load(conn, device_id, op_ids)
+    return {op_id: _Stored(digest, decode_result(result)) for op_id, digest, result in rows}
+
+
+def _op_row(run: _Run, entry: Entry, verdict: Result) -> tuple[Any, ...]:
+    digest, fields_json = run.encoded[entry.op_id]
+    return (
+        entry.device_id,
+        entry.op_id,
+        entry.seq,
+        entry.tx_id,
+        run.batch.batch_id,
+        entry.collection,
+        entry.record_id,
+        entry.kind,
+        entry.hlc,
+        entry.schema_version,
+        fields_json.decode(),
+        digest,
+        verdict.status,
+        encode_result(verdict).decode(),
     )
-    return {row.op_id: _Stored(row.digest, decode_result(row.result_json)) for row in rows}
-
-
-def _op_row(run: _Run, entry: Entry, verdict: Result) -> dict[str, Any]:
-    return {
-        "device_id": entry.device_id,
-        "op_id": entry.op_id,
-        "seq": entry.seq,
-        "tx_id": entry.tx_id,
-        "batch_id": run.batch.batch_id,
-        "collection": entry.collection,
-        "record_id": entry.record_id,
-        "kind": entry.kind,
-        "hlc": entry.hlc,
-        "schema_version": entry.schema_version,
-        "fields_json": canonical_json(entry.fields).decode(),
-        "digest": run.digests[entry.op_id],
-        "status": verdict.status,
-        "result_json": encode_result(verdict).decode(),
-        "received_at": run.received_at,
-    }
 
 
 def _groups(entries: Sequence[Entry]) -> Iterator[list[Entry]]:

@@ -142,7 +142,7 @@ def _interleave(engine: sa.Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     """A has read r1 and is about to write; B applies then. B must not read before A's write."""
     _apply(engine, _one("d3", 0, {"address": "before"}))  # r1 exists: its row must be locked
     a_read, b_read = threading.Event(), threading.Event()
-    merge = records.merge_fields
+    merge = records.merge_stored
 
     def gated(*args: Any, **kwargs: Any) -> Any:
         if threading.current_thread().name == "A":
@@ -154,7 +154,7 @@ def _interleave(engine: sa.Engine, monkeypatch: pytest.MonkeyPatch) -> None:
             b_read.set()
         return merge(*args, **kwargs)
 
-    monkeypatch.setattr(records, "merge_fields", gated)
+    monkeypatch.setattr(records, "merge_stored", gated)
     errors: list[BaseException] = []
 
     def run(batch: Batch) -> None:
