@@ -1,5 +1,15 @@
 """The device store's tables, its layout version, and the upgrades from older layouts.
 
+Layout 4 adds what the data box and delivery receipts read (docs/client.md), all
+written off the record path: ``channel``, ``sent_at``, ``failure`` and
+``failure_detail`` are set when a send attempt ends (release or ack), ``resubmit_of``
+when a resubmit records the fixed entry; ``collection`` and ``record_id`` are
+*virtual* generated columns read out of ``body`` (computed when read, never
+stored, in no index), so ``record()`` writes exactly what it wrote before. The
+``receipts`` table gets one row per entry the server answered, in the ack's
+transaction: it is its own table so that pruning an acknowledged entry (deleting
+its row and body) leaves the receipt, which has its own, longer retention.
+
 Layout 3 (this release) keeps each entry's canonical bytes (``body``, exactly as they
 stand inside a batch: ``protocol.codec.encode_entry``) as the one home of the entry;
 the other columns are what the queue selects and moves rows by, and the server's
@@ -21,7 +31,7 @@ from protocol.codec import encode_entry
 from protocol.model import Entry
 
 #: Layout version of the file (``pragma user_version``).
-LAYOUT = 3
+LAYOUT = 4
 
 #: Tables every outbox layout has; a keyed database without them is not an outbox.
 CORE_TABLES = frozenset({"entries", "meta"})
@@ -31,6 +41,12 @@ CORE_TABLES = frozenset({"entries", "meta"})
 FLOOR_KEY = "floor"
 
 metadata = sa.MetaData()
+
+
+def _top(key: str) -> str:
+    """SQL for a top-level member of the entry's canonical JSON body."""
+    return f"json_extract(CAST(body AS TEXT), '$.{key}')"
+
 
 entries_t = sa.Table(
     "entries",
@@ -50,8 +66,50 @@ entries_t = sa.Table(
     sa.Column("replaced_by", sa.String),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
+    # Layout 4: the last send attempt (when, on which channel, and why it failed).
+    sa.Column("channel", sa.String),
+    sa.Column("sent_at", sa.Float),
+    sa.Column("failure", sa.String),
+    sa.Column("failure_detail", sa.Text),
+    sa.Column("resubmit_of", sa.String),
+    # Layout 4: read out of the body when selected; never stored, never indexed.
+    sa.Column("collection", sa.String, sa.Computed(_top("collection"), persisted=False)),
+    sa.Column("record_id", sa.String, sa.Computed(_top("record_id"), persisted=False)),
     sa.Index("entries_state_seq", "state", "seq"),
     sa.Index("entries_tx", "tx_id"),
+)
+
+#: Entry columns layout 4 adds, as ``ALTER TABLE ... ADD COLUMN`` clauses.
+_LAYOUT4_COLUMNS = {
+    "channel": "channel VARCHAR",
+    "sent_at": "sent_at FLOAT",
+    "failure": "failure VARCHAR",
+    "failure_detail": "failure_detail TEXT",
+    "resubmit_of": "resubmit_of VARCHAR",
+    "collection": f"collection VARCHAR GENERATED ALWAYS AS ({_top('collection')}) VIRTUAL",
+    "record_id": f"record_id VARCHAR GENERATED ALWAYS AS ({_top('record_id')}) VIRTUAL",
+}
+
+#: One row per entry the server answered (applied, duplicate, conflict, rejected),
+#: written in the ack's transaction; kept when the entry itself is pruned.
+receipts_t = sa.Table(
+    "receipts",
+    metadata,
+    sa.Column("op_id", sa.String, primary_key=True),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("collection", sa.String, nullable=False),
+    sa.Column("record_id", sa.String, nullable=False),
+    sa.Column("queued_at", sa.Float, nullable=False),
+    sa.Column("sent_at", sa.Float, nullable=False),
+    sa.Column("channel", sa.String, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    #: applied | duplicate | conflict | rejected (a duplicate's original in ``result``).
+    sa.Column("status", sa.String, nullable=False),
+    #: The server's stored result: protocol.codec.encode_result of the Result.
+    sa.Column("result", sa.LargeBinary, nullable=False),
+    sa.Column("acked_at", sa.Float, nullable=False),
+    sa.Index("receipts_record", "collection", "record_id", "seq"),
+    sa.Index("receipts_acked", "acked_at"),
 )
 
 meta_t = sa.Table(
@@ -95,6 +153,23 @@ def upgrade(conn: Connection, version: int) -> None:
         _upgrade_to_2(conn)
     if version <= 2:
         _upgrade_to_3(conn)
+    if version <= 3:
+        _upgrade_to_4(conn)
+
+
+def _upgrade_to_4(conn: Connection) -> None:
+    """Layout 3 -> 4: the entry columns of the data box, and the tables layout 3 lacks.
+
+    Rows keep every value; the new columns start empty (NULL: no attempt known), and
+    the generated ones read the bodies already there. Entries answered before the
+    upgrade get no receipt row: their ``state``/``status`` still say it while they last.
+    """
+    have = {row[1] for row in conn.exec_driver_sql("pragma table_xinfo(entries)")}
+    for name, clause in _LAYOUT4_COLUMNS.items():
+        if name not in have:
+            conn.exec_driver_sql(f"ALTER TABLE entries ADD COLUMN {clause}")
+    metadata.create_all(conn)  # only the tables (and their indexes) that are missing
+    conn.exec_driver_sql(f"pragma user_version = {LAYOUT}")
 
 
 def _upgrade_to_2(conn: Connection) -> None:
@@ -132,7 +207,7 @@ def _upgrade_to_3(conn: Connection) -> None:
     if next_seq is not None and last_hlc is not None and (next_seq, last_hlc) != derived:
         conn.execute(meta_t.insert().values(key=FLOOR_KEY, value=f"{next_seq} {last_hlc}"))
     conn.execute(meta_t.delete().where(meta_t.c.key.in_(["next_seq", "last_hlc"])))
-    conn.exec_driver_sql(f"pragma user_version = {LAYOUT}")
+    conn.exec_driver_sql("pragma user_version = 3")
 
 
 def _layout3_row(row: Any, device_id: str) -> dict[str, Any]:

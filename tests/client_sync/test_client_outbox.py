@@ -95,7 +95,7 @@ def test_durability_pragmas_are_in_force(db_path: Path) -> None:
     try:
         conn.execute(f"pragma key = \"x'{KEY.hex()}'\"")
         assert conn.execute("pragma journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("pragma user_version").fetchone()[0] == 3
+        assert conn.execute("pragma user_version").fetchone()[0] == 4
     finally:
         conn.close()
 
