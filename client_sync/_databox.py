@@ -45,6 +45,7 @@ class DataBox:
                 .order_by(entries_t.c.seq)
             ).all()
             new_id = ""
+            links: list[tuple[str, str]] = []
             for row in group:
                 old = view(row)
                 mine = row.op_id == op_id
@@ -57,8 +58,10 @@ class DataBox:
                     schema_version=schema_version if mine else old.schema_version,
                 )
                 new_id = new if mine else new_id
+                links.append((new, row.op_id))
                 outbox.move(conn, [row.op_id], State.PARKED, State.RESUBMITTED, replaced_by=new)
                 self._audit(conn, "resubmit", row, old, reason=reason, replaced_by=new)
+            tx.after_insert.append(lambda: _link(conn, links))
             return new_id
 
     def discard(self, op_id: str, reason: str) -> None:
@@ -99,4 +102,12 @@ class DataBox:
                 reason=reason,
                 detail=canonical_json(detail).decode(),
             )
+        )
+
+
+def _link(conn: Connection, links: list[tuple[str, str]]) -> None:
+    """Point each new entry at the parked original it replaces (``resubmit_of``)."""
+    for new, original in links:
+        conn.execute(
+            entries_t.update().where(entries_t.c.op_id == new).values(resubmit_of=original)
         )

@@ -50,24 +50,43 @@ _CAUSES: tuple[tuple[Callable[[BaseException], bool], Reason], ...] = (
     (lambda e: isinstance(e, httpx.TimeoutException | TimeoutError), Reason.TIMEOUT),
 )
 
-#: The failure itself, by class (and status where the class alone does not say).
+
+def _is(
+    kind: type[BaseException] | tuple[type[BaseException], ...],
+    *,
+    status: int | None = None,
+    code: str | None = None,
+    has_status: bool = False,
+    says: str | None = None,
+) -> Callable[[BaseException], bool]:
+    """A row's test: an instance of ``kind`` with that HTTP status / error code / words."""
+
+    def matches(exc: BaseException) -> bool:
+        got = getattr(exc, "status", None)
+        return (
+            isinstance(exc, kind)
+            and (status is None or got == status)
+            and (code is None or getattr(exc, "code", None) == code)
+            and (not has_status or got is not None)
+            and (says is None or says in str(exc))
+        )
+
+    return matches
+
+
+#: The failure itself, by class (and status or code where the class alone does not say).
 _CLASSES: tuple[tuple[Callable[[BaseException], bool], Reason], ...] = (
-    (lambda e: isinstance(e, StorageLow), Reason.STORAGE_LOW),
-    (lambda e: isinstance(e, ServerBusy) and getattr(e, "status", None) == 429,
-     Reason.RATE_LIMITED),  # fmt: skip
-    (lambda e: isinstance(e, ServerBusy), Reason.SERVER_ERROR),
-    (lambda e: isinstance(e, AuthRejected) and e.code == "device_revoked",
-     Reason.DEVICE_REVOKED),  # fmt: skip
-    (lambda e: isinstance(e, AuthRejected), Reason.UNAUTHORISED),
-    (lambda e: isinstance(e, UpgradeRequired) and _SCHEMA_WORDS in str(e),
-     Reason.SCHEMA_MISMATCH),  # fmt: skip
-    (lambda e: isinstance(e, UpgradeRequired), Reason.UPGRADE_REQUIRED),
-    (lambda e: isinstance(e, AckMismatch), Reason.SERVER_ERROR),
-    # An answer that is not our server's (a sign-in page, a redirect, 511).
-    (lambda e: isinstance(e, LinkFailure) and getattr(e, "status", None) is not None,
-     Reason.CAPTIVE_PORTAL),  # fmt: skip
-    (lambda e: isinstance(e, LinkFailure | httpx.TransportError | OSError),
-     Reason.NETWORK_UNREACHABLE),  # fmt: skip
+    (_is(StorageLow), Reason.STORAGE_LOW),
+    (_is(ServerBusy, status=429), Reason.RATE_LIMITED),
+    (_is(ServerBusy), Reason.SERVER_ERROR),
+    (_is(AuthRejected, code="device_revoked"), Reason.DEVICE_REVOKED),
+    (_is(AuthRejected), Reason.UNAUTHORISED),
+    (_is(UpgradeRequired, says=_SCHEMA_WORDS), Reason.SCHEMA_MISMATCH),
+    (_is(UpgradeRequired), Reason.UPGRADE_REQUIRED),
+    (_is(AckMismatch), Reason.SERVER_ERROR),
+    # An HTTP answer that is not our server's: a sign-in page, a redirect, 511.
+    (_is(LinkFailure, has_status=True), Reason.CAPTIVE_PORTAL),
+    (_is((LinkFailure, httpx.TransportError, OSError)), Reason.NETWORK_UNREACHABLE),
 )
 
 

@@ -167,9 +167,7 @@ class Outbox:
         with self.store.write("release a batch") as conn:
             self.move(conn, batch.op_ids, State.IN_FLIGHT, State.PENDING, **_attempt(sent, failed))
 
-    def park(
-        self, batch: OutgoingBatch, code: str, message: str, sent: Sent | None = None
-    ) -> None:
+    def park(self, batch: OutgoingBatch, code: str, message: str, sent: Sent | None = None) -> None:
         """Park an in-flight batch with the client's own verdict (the server never gave one)."""
         failed = Failed(code, message)
         with self.store.write("park a batch") as conn:
@@ -219,7 +217,9 @@ class Outbox:
         """One receipt per answered entry (its row's bytes stay the home of the entry)."""
         now = self.clock()
         sent_at, channel = (sent.at, sent.channel) if sent else (now, "")
-        conn.connection.driver_connection.executemany(
+        dbapi = conn.connection.driver_connection
+        assert dbapi is not None  # a live connection inside a transaction
+        dbapi.executemany(
             _RECEIPT,
             [
                 (sent_at, channel, r.status, encode_result(r), now, op_id)
