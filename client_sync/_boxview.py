@@ -27,6 +27,10 @@ from ._store import Store
 from ._tables import entries_t, receipts_t
 from .errors import UnknownEntry
 
+#: How long a receipt is kept after the server's answer (seconds): longer than an
+#: acknowledged entry's own retention, so the tick outlives the entry's body.
+RECEIPT_RETENTION = 30 * 24 * 3600.0
+
 #: The states of an entry not yet acknowledged, in the order the data box lists them.
 WAITING: tuple[State, ...] = (State.PENDING, State.IN_FLIGHT, State.PARKED)
 
@@ -196,20 +200,7 @@ class BoxView:
             return _answered(answered, state)
         if row is None:
             raise UnknownEntry(op_id, path=self._store.path)
-        return Receipt(
-            op_id=row.op_id,
-            seq=row.seq,
-            collection=row.collection,
-            record_id=row.record_id,
-            stage="sent" if row.sent_at is not None else "queued",
-            queued_at=row.created_at,
-            sent_at=row.sent_at,
-            channel=row.channel,
-            attempts=row.attempts,
-            acked_at=None,
-            result=None,
-            state=state,
-        )
+        return _from_row(row, state)
 
 
 def _waiting(state: State | str) -> State:
@@ -250,6 +241,30 @@ def _entry(row: Row, locale: str | None, next_retry_at: float | None) -> DataBox
     )
 
 
+def _from_row(row: Row, state: State | None) -> Receipt:
+    """A receipt from the entry's own row: not answered yet, or answered before layout 4
+    (or its receipt pruned): then the row's verdict columns say the answer."""
+    stage: Stage = "sent" if row.sent_at is not None else "queued"
+    result = None
+    if row.status in ("applied", "duplicate", "conflict", "rejected"):
+        stage = row.status
+        result = Result(row.op_id, row.status, row.code, row.field, row.message)
+    return Receipt(
+        op_id=row.op_id,
+        seq=row.seq,
+        collection=row.collection,
+        record_id=row.record_id,
+        stage=stage,
+        queued_at=row.created_at,
+        sent_at=row.sent_at,
+        channel=row.channel,
+        attempts=row.attempts,
+        acked_at=row.updated_at if result is not None else None,
+        result=result,
+        state=state,
+    )
+
+
 def _answered(row: Row, state: State | None) -> Receipt:
     result = decode_result(row.result)
     return Receipt(
@@ -268,7 +283,8 @@ def _answered(row: Row, state: State | None) -> Receipt:
     )
 
 
-def prune_receipts(conn: sa.Connection, before: float) -> int:
-    """Delete receipts acknowledged before ``before`` (the receipt retention); how many."""
+def prune_receipts(conn: sa.Connection, now: float, retention: float = RECEIPT_RETENTION) -> int:
+    """Delete receipts answered more than ``retention`` seconds before ``now``; how many."""
+    before = now - retention
     done = conn.execute(receipts_t.delete().where(receipts_t.c.acked_at < before))
     return int(done.rowcount)

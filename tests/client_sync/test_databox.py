@@ -276,3 +276,26 @@ def test_a_revoked_device_shows_device_revoked(
     assert isinstance(report.last_error, AuthRejected)
     assert (entry.op_id, entry.state, entry.code) == (op_id, State.PENDING, Reason.DEVICE_REVOKED)
     assert entry.message == message(Reason.DEVICE_REVOKED, None)
+
+
+def test_prune_receipts_keeps_the_retention(make_client: MakeClient, link: Link) -> None:
+    from client_sync._boxview import RECEIPT_RETENTION, prune_receipts
+
+    clock = FakeClock()
+    with make_client([link("wifi")], clock=clock) as client:
+        op_id = client.record("customers", "c1", {"name": "Li"})
+        client.sync_now()
+        acked_at = client.receipt(op_id).acked_at
+        assert acked_at is not None
+        store = client._outbox.store
+        with store.write("prune") as conn:
+            assert prune_receipts(conn, acked_at + RECEIPT_RETENTION - 1) == 0
+        assert client.receipt(op_id).stage == "applied"
+        with store.write("prune") as conn:
+            assert prune_receipts(conn, acked_at + RECEIPT_RETENTION + 1) == 1
+        from_row = client.receipt(op_id)  # the entry's row still says the answer
+        assert (from_row.stage, from_row.channel, from_row.state) == (
+            "applied",
+            "wifi",
+            State.ACKED,
+        )
