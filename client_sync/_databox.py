@@ -84,6 +84,12 @@ class DataBox:
         reason: str,
         replaced_by: str | None = None,
     ) -> None:
+        """Keep the audit row of a resubmit or discard, in its transaction.
+
+        JOURNAL HOOK: the one call site where a data-box action is also journaled
+        (``Journal.note_databox(action, op_id, reason, new_op_id=replaced_by, conn=conn)``,
+        h9-journal's ``_journal.py``, not in main yet), so that nothing disappears unseen.
+        """
         detail = {
             "seq": old.seq,
             "tx_id": old.tx_id,
