@@ -95,7 +95,7 @@ class SyncClient:
         self._box = DataBox(self._outbox)
         self._view = BoxView(self._outbox.store)
         self._storage = StorageGuard(
-            self._outbox.path, self._outbox.config.min_free_bytes, free_space
+            self._outbox.path, self._outbox.config.min_free_bytes, free_space, monotonic
         )
         self._clock = clock
         self._server_clock.load(self._outbox.store)

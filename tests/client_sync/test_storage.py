@@ -190,3 +190,32 @@ def test_without_a_floor_a_full_disk_fails_the_record_and_loses_nothing_before_i
         small_disk.empty()
     with _client(small_disk, floor=0) as client:
         assert [e.op_id for e in client.entries()][:3] == kept
+
+
+def test_a_roomy_answer_is_trusted_for_a_second_a_tight_one_never(tmp_path: Path) -> None:
+    from client_sync._storage import HEADROOM, RECHECK_S
+    from tests._doubles import FakeTime
+
+    now = FakeTime()
+    free = [FLOOR + HEADROOM + 1]
+    asked: list[float] = []
+
+    def probe(_: str) -> int:
+        asked.append(now())
+        return free[0]
+
+    with SyncClient(
+        tmp_path / "o.db", KEY, device_id="dev", channels=[Offline()], monotonic=now,
+        config=OutboxConfig(min_free_bytes=FLOOR), free_space=probe,
+    ) as client:  # fmt: skip
+        client.record("customers", "c1", {"name": "n"})
+        free[0] = FLOOR - 1  # the disk fills up behind our back
+        client.record("customers", "c2", {"name": "n"})  # the roomy answer still holds
+        assert len(asked) == 1
+        now.sleep(RECHECK_S)
+        with pytest.raises(StorageLow):
+            client.record("customers", "c3", {"name": "n"})
+        free[0] = FLOOR + 1  # above the floor, but tight: asked at every record
+        client.record("customers", "c4", {"name": "n"})
+        client.record("customers", "c5", {"name": "n"})
+        assert len(asked) == 4
