@@ -45,8 +45,8 @@ bench-quick: $(STAMP)
 # Re-extract the message ids from the code and merge them into each language's .po.
 messages: $(STAMP)
 	$(VENV)/bin/pybabel extract -F babel.cfg --project fieldsync --version 0.1.0 \
-		-o client_sync/locale/fieldsync.pot .
-	$(VENV)/bin/pybabel update -D fieldsync -i client_sync/locale/fieldsync.pot -d client_sync/locale
+		-w 100 -o client_sync/locale/fieldsync.pot .
+	$(VENV)/bin/pybabel update -w 100 -D fieldsync -i client_sync/locale/fieldsync.pot -d client_sync/locale
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache demo-run

@@ -231,7 +231,7 @@ def _entry(row: Row, locale: str | None, next_retry_at: float | None) -> DataBox
         code=code,
         server_code=raw,
         field=field,
-        message=message(code, locale, field=field) if code is not None else None,
+        message=message(code, locale, field=field, server_code=raw) if code else None,
         detail=row.message if parked else row.failure_detail,
         channel=row.channel,
         sent_at=row.sent_at,

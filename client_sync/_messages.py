@@ -66,6 +66,13 @@ _NO_FIELD: dict[Reason, str] = {
 }
 
 
+#: Server codes whose reason is shared with others but whose remedy is not: their own id.
+_BY_CODE: dict[str, str] = {
+    # A sibling of the same transaction was refused: this entry's values are fine.
+    "tx_rejected": N_("reason.invalid_value.tx_rejected"),
+}
+
+
 def language(locale: str | None) -> str:
     """The catalogue for an app's locale tag: ``zh_Hans`` for Simplified Chinese, else ``en``.
 
@@ -84,10 +91,19 @@ def language(locale: str | None) -> str:
     return LANGUAGES[0]
 
 
-def message(reason: Reason | str, locale: str | None = None, *, field: str | None = None) -> str:
-    """The localised message of ``reason``, naming ``field`` where the reason has one."""
+def message(
+    reason: Reason | str,
+    locale: str | None = None,
+    *,
+    field: str | None = None,
+    server_code: str | None = None,
+) -> str:
+    """The localised message of ``reason``, naming ``field`` where the reason has one
+    (``server_code``: the server's own code, for the few with a remedy of their own)."""
     why = Reason(reason)
     catalogue = translations(language(locale))
+    if server_code in _BY_CODE:
+        return catalogue.gettext(_BY_CODE[server_code])
     if field is None and why in _NO_FIELD:
         return catalogue.gettext(_NO_FIELD[why])
     text = catalogue.gettext(_IDS[why])
@@ -109,4 +125,4 @@ def translations(lang: str) -> gettext.GNUTranslations:
 
 def message_ids() -> list[str]:
     """Every message id the code uses (the catalogues must translate each)."""
-    return [*_IDS.values(), *_NO_FIELD.values()]
+    return [*_IDS.values(), *_NO_FIELD.values(), *_BY_CODE.values()]

@@ -64,6 +64,8 @@ def test_every_waiting_entry_shows_its_state_reason_channel_and_next_retry(
     assert parked.sent_at is not None and parked.next_retry_at is None
     assert box[sibling].code == Reason.INVALID_VALUE
     assert box[sibling].server_code == SIBLING_CODE
+    assert box[sibling].message == message(Reason.INVALID_VALUE, "en", server_code=SIBLING_CODE)
+    assert "another entry" in (box[sibling].message or "")
     assert (box[later].state, box[later].code, box[later].attempts) == (State.PENDING, None, 0)
     assert counts.states == {"pending": 1, "in_flight": 0, "parked": 2}
     assert counts.reasons == {"field_too_long": 1, "invalid_value": 1}

@@ -138,3 +138,10 @@ def test_a_missing_catalogue_raises_rather_than_falling_back(
             message(Reason.TIMEOUT, "en")
     finally:
         _messages.translations.cache_clear()
+
+
+def test_a_refused_sibling_gets_its_own_remedy_in_both_languages() -> None:
+    for lang in LANGUAGES:
+        text = message(Reason.INVALID_VALUE, lang, server_code="tx_rejected")
+        assert text != message(Reason.INVALID_VALUE, lang)
+        assert text == _po(lang)["reason.invalid_value.tx_rejected"]
