@@ -11,10 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from protocol.errors import EntryInvalid, FieldsyncError
-from protocol.model import KINDS, Kind
-from protocol.registry import Registry, check_record_id, crm_registry
+from protocol.errors import FieldsyncError
+from protocol.model import Kind
+from protocol.registry import Registry, crm_registry
 
+from . import _fixes as fixes
+from ._boxview import BoxView, DataBoxCounts, DataBoxEntry, Receipt
 from ._channels import Channel, ChannelSet
 from ._clock import ServerClock
 from ._config import OutboxConfig
@@ -24,7 +26,8 @@ from ._isolate import Isolation
 from ._outbox import Outbox
 from ._reads import OutboxEntry, Reads
 from ._retry import Backoff, RetryPolicy
-from ._states import State, check
+from ._states import State
+from ._storage import FreeSpace, StorageGuard, disk_free
 from .errors import OutboxError, SyncStopped
 
 #: Default bound of one ``sync_now()`` call, in seconds of the client's monotonic clock.
@@ -51,7 +54,10 @@ class SyncClient:
     waits on an internal event, so ``stop()``/``close()`` cut a retry wait short; an
     injected ``sleep`` is called as is (tests record it); ``monotonic`` is the clock
     ``sync_now``'s bound and Retry-After are measured on. The client owns its channels
-    and closes them on ``close()``.
+    and closes them on ``close()``. ``locale`` picks the language of data-box
+    messages (``"en"``, ``"zh_Hans"``, or an OS tag such as ``"zh-Hans-CN"``; each
+    call may override it); ``free_space`` is the storage check's probe (free bytes of
+    a directory's filesystem), checked against ``config.min_free_bytes``.
     """
 
     def __init__(
@@ -68,8 +74,11 @@ class SyncClient:
         rng: random.Random | None = None,
         config: OutboxConfig | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        locale: str | None = None,
+        free_space: FreeSpace = disk_free,
     ) -> None:
         self._channels = ChannelSet(channels)
+        self.locale = locale
         self._registry = registry if registry is not None else crm_registry()
         self._halt = threading.Event()
         self._wake = threading.Event()
@@ -83,13 +92,19 @@ class SyncClient:
         )
         self._reads = Reads(self._outbox.store)
         self._box = DataBox(self._outbox)
+        self._view = BoxView(self._outbox.store)
+        self._storage = StorageGuard(
+            self._outbox.path, self._outbox.config.min_free_bytes, free_space, monotonic
+        )
+        self._clock = clock
         self._server_clock.load(self._outbox.store)
         self._sync_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._crash: BaseException | None = None
+        self._backoff = Backoff(policy, self._channels, rng or random.Random(), monotonic)
         self._drainer = Drainer(
             self._box,
-            Backoff(policy, self._channels, rng or random.Random(), monotonic),
+            self._backoff,
             Isolation(policy.isolate_after),
             self._server_clock,
             halt=self._halt,
@@ -138,10 +153,13 @@ class SyncClient:
     ) -> str:
         """Validate, stamp and durably store one change; return its op_id.
 
-        Raises EntryInvalid before anything is written. Inside ``transaction()`` the
-        change joins that transaction and is durable when the block exits.
+        Raises EntryInvalid before anything is written, and StorageLow (nothing
+        written) when the disk's free space is under ``config.min_free_bytes``.
+        Inside ``transaction()`` the change joins that transaction and is durable when
+        the block exits (a refusal inside it rolls the whole block back).
         """
         self._check_open()
+        self._storage.check()
         normalized, version = self._validate(collection, record_id, fields, kind)
         recorder = self._outbox.recorder
         tx = recorder.current()
@@ -268,45 +286,80 @@ class SyncClient:
         self._check_open()
         return self._reads.entries(state=state, after_seq=after_seq, limit=limit)
 
-    def resubmit(self, op_id: str, fields: Mapping[str, Any] | None = None) -> str:
+    def resubmit(
+        self, op_id: str, fields: Mapping[str, Any] | None = None, reason: str = "resubmitted"
+    ) -> str:
         """Send a parked entry again, with fixed ``fields`` (None: unchanged); new op_id.
 
         Parked entries of the same original transaction go with it as one new
-        transaction. Raises EntryInvalid (nothing written) if ``fields`` are invalid.
+        transaction; each new entry's ``resubmit_of`` names its original. Raises
+        EntryInvalid (nothing written) if ``fields`` are invalid. ``reason`` is audited.
         """
         self._check_open()
-        current = self._reads.entry(op_id)
-        check(current.state, State.RESUBMITTED, op_id=op_id)
-        values = current.fields if fields is None else fields
-        normalized, version = self._validate(
-            current.collection, current.record_id, values, current.kind
-        )
-        new_id = self._box.resubmit(op_id, normalized, version, reason="resubmitted")
+        new_id = fixes.resubmit(self._box, self._registry, op_id, fields, reason)
         self._wake.set()
         return new_id
 
     def discard(self, op_id: str, reason: str) -> None:
         """Give up a parked entry for good; an audit row keeps it and the reason."""
         self._check_open()
-        self._box.discard(op_id, reason)
+        self._box.discard(op_id, fixes.check_reason(reason))
 
     def audit_log(self) -> list[dict[str, Any]]:
         """Every discard and resubmit, oldest first."""
         self._check_open()
         return self._reads.audit_log()
 
+    def databox(
+        self,
+        *,
+        state: State | str | None = None,
+        locale: str | None = None,
+        after_seq: int = 0,
+        limit: int = 1000,
+    ) -> list[DataBoxEntry]:
+        """Entries not yet acknowledged (pending, in flight, parked), oldest first, a page
+        at a time, each with why it waits in the app's language (``locale``: this call's)."""
+        self._check_open()
+        return self._view.entries(
+            locale=locale or self.locale,
+            state=state,
+            after_seq=after_seq,
+            limit=limit,
+            next_retry_at=self._next_retry_at(),
+        )
+
+    def databox_counts(self) -> DataBoxCounts:
+        """Waiting entries by state; parked by reason; pending by last failure's reason."""
+        self._check_open()
+        return self._view.counts()
+
+    def receipt(self, op_id: str) -> Receipt:
+        """Where ``op_id`` is: queued, sent (when, on which channel), or the server's answer."""
+        self._check_open()
+        return self._view.receipt(op_id)
+
+    def unsynced(self, collection: str, record_id: str) -> int:
+        """Changes to this record not yet acknowledged (0: show it as synced)."""
+        self._check_open()
+        return self._view.unsynced(collection, record_id).get(record_id, 0)
+
+    def unsynced_records(self, collection: str) -> dict[str, int]:
+        """Records of ``collection`` with changes not yet acknowledged, and how many."""
+        self._check_open()
+        return self._view.unsynced(collection)
+
+    def unsynced_count(self) -> int:
+        """Every change not yet acknowledged (the app's "unsynced changes" badge)."""
+        self._check_open()
+        return self._view.waiting()
+
     # -- internals ----------------------------------------------------------------
 
     def _validate(
         self, collection: str, record_id: str, fields: Mapping[str, Any], kind: str
     ) -> tuple[dict[str, Any], int]:
-        if kind not in KINDS:
-            raise EntryInvalid("unknown_kind", None, f"kind {kind!r} is not one of {KINDS}")
-        check_record_id(record_id)
-        if type(fields) is not dict and not isinstance(fields, Mapping):
-            raise EntryInvalid("wrong_type", None, "fields must be a mapping")
-        found = self._registry.get(collection)
-        return found.validate(kind, fields), found.schema_version
+        return fixes.validate(self._registry, collection, record_id, fields, kind)
 
     def _loop(self, interval: float) -> None:
         while not self._halt.is_set():
@@ -324,6 +377,13 @@ class SyncClient:
             except BaseException as exc:
                 self._crash = exc  # a bug: end the loop, stop() re-raises it
                 return
+
+    def _next_retry_at(self) -> float | None:
+        """Wall-clock time of the next attempt after failures (None: none is waiting)."""
+        due = self._backoff.next_try
+        if due is None or self._backoff.failures == 0:
+            return None
+        return self._clock() + max(due - self._monotonic(), 0.0)
 
     def _check_open(self) -> None:
         if self._closed:

@@ -30,6 +30,10 @@ class OutboxConfig:
     #: WAL pages that trigger a checkpoint after a commit (SQLite's default); crash
     #: tests set it small so that kills often land in the middle of a checkpoint.
     wal_autocheckpoint: int = 1_000
+    #: Free bytes the outbox's filesystem must keep: under it, ``record()`` raises
+    #: StorageLow and stores nothing (0 turns the check off). 32 MiB leaves SQLite room
+    #: for its WAL and a checkpoint while the rep frees space.
+    min_free_bytes: int = 32 * 1024 * 1024
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_metered_entries <= self.max_entries <= MAX_ENTRIES_PER_BATCH:
@@ -40,5 +44,7 @@ class OutboxConfig:
             raise ValueError(f"max_batch_bytes must be within 1024..{MAX_BATCH_BYTES}")
         if self.busy_timeout_ms < 0:
             raise ValueError("busy_timeout_ms must be >= 0")
+        if self.min_free_bytes < 0:
+            raise ValueError("min_free_bytes must be >= 0 (0: no storage check)")
         if self.wal_autocheckpoint < 1:
             raise ValueError("wal_autocheckpoint must be >= 1 (0 would let the WAL grow forever)")
