@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import random
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -17,13 +19,17 @@ from protocol.registry import Registry, check_record_id, crm_registry
 
 from ._channels import Channel, ChannelSet
 from ._clock import ServerClock
-from ._config import OutboxConfig
+from ._commands import Commands
+from ._config import JournalConfig, OutboxConfig
 from ._databox import DataBox
 from ._drain import Drainer, SyncReport, describe
 from ._isolate import Isolation
+from ._journal import Journal
 from ._outbox import Outbox
+from ._pruning import Pruner
 from ._reads import OutboxEntry, Reads
 from ._recording import Tx
+from ._reporting import JournaledChannel, Reporter
 from ._retry import Backoff, RetryPolicy
 from ._states import State, check
 from .errors import OutboxError, SyncStopped
@@ -52,7 +58,9 @@ class SyncClient:
     waits on an internal event, so ``stop()``/``close()`` cut a retry wait short; an
     injected ``sleep`` is called as is (tests record it); ``monotonic`` is the clock
     ``sync_now``'s bound and Retry-After are measured on. The client owns its channels
-    and closes them on ``close()``.
+    and closes them on ``close()``. ``clock`` (the device's wall clock) also dates the
+    journal's events; ``app_version`` is reported in them, ``journal`` tunes reports
+    and pruning, and ``free_space`` (bytes free where the outbox lives) is injectable.
     """
 
     def __init__(
@@ -69,8 +77,11 @@ class SyncClient:
         rng: random.Random | None = None,
         config: OutboxConfig | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        app_version: str = "unknown",
+        journal: JournalConfig | None = None,
+        free_space: Callable[[], int] | None = None,
     ) -> None:
-        self._channels = ChannelSet(channels)
+        ChannelSet(channels)  # refuses an empty list or duplicate names before any file opens
         self._registry = registry if registry is not None else crm_registry()
         self._halt = threading.Event()
         self._wake = threading.Event()
@@ -85,6 +96,21 @@ class SyncClient:
         self._reads = Reads(self._outbox.store)
         self._box = DataBox(self._outbox)
         self._server_clock.load(self._outbox.store)
+        self._journal_config = journal or JournalConfig()
+        self._journal = Journal(self._outbox.store, clock)
+        self._commands = Commands(self._box, self._journal, clock)
+        self._box.on_action = self._commands.on_action
+        self._reporter = Reporter(
+            self._outbox,
+            self._journal,
+            self._commands,
+            self._journal_config,
+            clock=clock,
+            free_bytes=free_space or _free_space(self._outbox.path),
+            app_version=app_version,
+        )
+        self._pruner = Pruner(self._outbox, self._journal_config, clock)
+        self._channels = ChannelSet(JournaledChannel(c, self._reporter) for c in channels)
         self._sync_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._crash: BaseException | None = None
@@ -194,7 +220,7 @@ class SyncClient:
             drainer = self._drainer
             return drainer.report(timed_out=True, error=drainer.last_error_as_client())
         try:
-            return self._drainer.run(deadline)
+            return self._drain(deadline)
         finally:
             self._sync_lock.release()
 
@@ -225,6 +251,34 @@ class SyncClient:
         crash, self._crash = self._crash, None
         if crash is not None:
             raise crash
+
+    def network_changed(self, channel: str, up: bool) -> None:
+        """The OS reports ``channel`` went up or down: journal it; wake the loop when up."""
+        self._check_open()
+        if channel not in {c.name for c in self._channels.channels}:
+            raise ValueError(f"no channel named {channel!r}")
+        if self._journal.link(channel, bool(up), "os") and up:
+            self._wake.set()
+
+    def note_refused(self, free_bytes: int) -> None:
+        """Journal a record refused for want of storage (the storage check calls it)."""
+        self._check_open()
+        self._journal.note_refused(free_bytes)
+
+    def journal_events(self, *, after: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
+        """A page of the device journal (``n`` > ``after``), oldest first; see docs/client.md."""
+        self._check_open()
+        return self._journal.events(after=after, limit=limit)
+
+    def command_log(self) -> list[dict[str, Any]]:
+        """Every server command carried out on this device and still kept, with its outcome."""
+        self._check_open()
+        return self._commands.log()
+
+    def prune(self) -> int:
+        """Prune now what retention no longer keeps (the background loop does it); rows."""
+        self._check_open()
+        return self._pruner.run(self._halt)
 
     def wake(self) -> None:
         """Ask the background loop for a pass now (e.g. when the network comes back)."""
@@ -306,6 +360,18 @@ class SyncClient:
         normalized = self._registry.validate(collection, kind, fields)
         return normalized, self._registry.get(collection).schema_version
 
+    def _drain(self, deadline: float | None) -> SyncReport:
+        """One drain pass; then a report-only batch if nothing was sent and one is due."""
+        self._reporter.begin_pass()
+        report = self._drainer.run(deadline)
+        quiet = report.batches == 0 and report.last_error is None and not report.timed_out
+        in_time = deadline is None or self._monotonic() < deadline
+        if quiet and in_time and not self._halt.is_set() and self._reporter.due():
+            ack = self._reporter.report_only(self._channels.current)
+            if ack is not None and ack.server_time_ms is not None:
+                self._server_clock.observe(self._outbox.store, ack.server_time_ms)
+        return report
+
     def _loop(self, interval: float) -> None:
         while not self._halt.is_set():
             self._wake.wait(interval)
@@ -316,7 +382,8 @@ class SyncClient:
                 continue  # paused until sync_now() gets through again
             try:
                 with self._sync_lock:
-                    self._drainer.run()
+                    self._drain(None)
+                self._pruner.run(self._halt)
             except FieldsyncError as exc:
                 self._drainer.last_error = exc  # e.g. the disk: the next pass tries again
             except BaseException as exc:
@@ -326,6 +393,12 @@ class SyncClient:
     def _check_open(self) -> None:
         if self._closed:
             raise OutboxError("this SyncClient is closed", path=self._outbox.path)
+
+
+def _free_space(path: str) -> Callable[[], int]:
+    """Bytes free on the file system that holds ``path``."""
+    folder = os.path.dirname(os.path.abspath(path))
+    return lambda: shutil.disk_usage(folder).free
 
 
 def _describe(exc: SyncStopped) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,6 +22,9 @@ class DataBox:
     def __init__(self, outbox: Outbox) -> None:
         self.outbox = outbox
         self.reads = Reads(outbox.store)
+        #: Called in each resubmit/discard transaction: (conn, action, op_id, reason,
+        #: new_op_id); the journal's hook (_commands.py).
+        self.on_action: Callable[[Connection, str, str, str, str | None], None] | None = None
 
     def resubmit(
         self, op_id: str, fields: Mapping[str, Any], schema_version: int, reason: str
@@ -100,3 +103,5 @@ class DataBox:
                 detail=canonical_json(detail).decode(),
             )
         )
+        if self.on_action is not None:
+            self.on_action(conn, action, row.op_id, reason, replaced_by)

@@ -20,8 +20,9 @@ from sqlalchemy.engine import Connection
 from protocol.codec import encode_entry
 from protocol.model import Entry
 
-#: Layout version of the file (``pragma user_version``).
-LAYOUT = 3
+#: Layout version of the file (``pragma user_version``). Layout 4 adds the device
+#: journal's tables (``journal``, ``commands``: _journal.py, _commands.py).
+LAYOUT = 4
 
 #: Tables every outbox layout has; a keyed database without them is not an outbox.
 CORE_TABLES = frozenset({"entries", "meta"})
@@ -72,6 +73,37 @@ audit_t = sa.Table(
     sa.Column("detail", sa.Text, nullable=False),
 )
 
+#: The device journal (_journal.py): one row per event, ``fields`` its kind's members as
+#: canonical JSON; ``acked_at`` is set when the ack of a batch whose report carried it
+#: arrived (NULL: still to be sent).
+journal_t = sa.Table(
+    "journal",
+    metadata,
+    sa.Column("n", sa.Integer, primary_key=True),
+    sa.Column("id", sa.String, nullable=False, unique=True),
+    sa.Column("at_ms", sa.Integer, nullable=False),
+    sa.Column("kind", sa.String, nullable=False),
+    sa.Column("fields", sa.Text, nullable=False),
+    sa.Column("acked_at", sa.Float),
+    sa.Index("journal_acked", "acked_at", "n"),
+)
+
+#: Commands from the server carried out on this device (_commands.py): one row per
+#: command id, so a command delivered again is not carried out again; the outcome is
+#: reported until ``reported_at`` (the ack of the report that carried it).
+commands_t = sa.Table(
+    "commands",
+    metadata,
+    sa.Column("command_id", sa.String, primary_key=True),
+    sa.Column("status", sa.String, nullable=False),
+    sa.Column("code", sa.String),
+    sa.Column("message", sa.Text),
+    sa.Column("new_op_id", sa.String),
+    sa.Column("done_at", sa.Float, nullable=False),
+    sa.Column("reported_at", sa.Float),
+    sa.Index("commands_reported", "reported_at", "done_at"),
+)
+
 #: The columns of a new row, in the order the record path binds them.
 INSERT_COLUMNS = ("seq", "op_id", "tx_id", "state", "size", "body", "attempts")
 INSERT_SQL = (
@@ -90,11 +122,19 @@ def create(conn: Connection) -> None:
 
 
 def upgrade(conn: Connection, version: int) -> None:
-    """Bring a layout-1 or -2 file to the current layout, in the caller's transaction."""
+    """Bring a layout-1, -2 or -3 file to the current layout, in the caller's transaction."""
     if version == 1:
         _upgrade_to_2(conn)
     if version <= 2:
         _upgrade_to_3(conn)
+    if version <= 3:
+        _upgrade_to_4(conn)
+
+
+def _upgrade_to_4(conn: Connection) -> None:
+    """Layout 3 -> 4: the tables layout 3 lacks (the journal's) are created empty."""
+    metadata.create_all(conn)  # only the missing ones
+    conn.exec_driver_sql(f"pragma user_version = {LAYOUT}")
 
 
 def _upgrade_to_2(conn: Connection) -> None:
@@ -132,7 +172,7 @@ def _upgrade_to_3(conn: Connection) -> None:
     if next_seq is not None and last_hlc is not None and (next_seq, last_hlc) != derived:
         conn.execute(meta_t.insert().values(key=FLOOR_KEY, value=f"{next_seq} {last_hlc}"))
     conn.execute(meta_t.delete().where(meta_t.c.key.in_(["next_seq", "last_hlc"])))
-    conn.exec_driver_sql(f"pragma user_version = {LAYOUT}")
+    conn.exec_driver_sql("pragma user_version = 3")
 
 
 def _layout3_row(row: Any, device_id: str) -> dict[str, Any]:

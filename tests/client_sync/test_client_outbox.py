@@ -13,6 +13,7 @@ import pytest
 import sqlcipher3
 
 from client_sync import OutboxConfig, State, SyncClient
+from client_sync._tables import LAYOUT
 from client_sync.errors import IllegalTransition, OutboxError, UnknownEntry, WrongKey
 from protocol.errors import EntryInvalid
 from tests._child import run_python
@@ -95,7 +96,7 @@ def test_durability_pragmas_are_in_force(db_path: Path) -> None:
     try:
         conn.execute(f"pragma key = \"x'{KEY.hex()}'\"")
         assert conn.execute("pragma journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("pragma user_version").fetchone()[0] == 3
+        assert conn.execute("pragma user_version").fetchone()[0] == LAYOUT
     finally:
         conn.close()
 

@@ -1,0 +1,302 @@
+"""Reports: the journal, the data box and command outcomes, carried up with the batches.
+
+Theory of operation
+-------------------
+Every channel of a SyncClient is wrapped in a ``JournaledChannel``. Its ``send``
+journals the attempt (start, end, channel, entries, bytes each way, ``ok`` or the
+failure's reason, the ack's server time) and the link's transition, and attaches a
+report to the *first* batch of each drain pass (``Reporter.begin_pass``): the
+unacknowledged journal events (at most 500), the data box now, and the outcomes of
+commands not yet reported. A retry of that batch carries the report again, rebuilt:
+the same event ids and any new ones (the server stores a replay once). When the
+ack of a batch that carried a report arrives, its events and outcomes are marked
+acknowledged, in one transaction with the attempt's own event; never before, so
+a lost ack or a kill sends them again. Every later batch of the pass goes as it
+is: nothing is looked up or rebuilt for it.
+
+A pass with nothing to send sends a report-only batch (no entries) when there is
+something worth telling (``Journal.urgent``, unreported outcomes) or the last
+report is older than ``report_every``, so the device picks up commands: once per
+pass, one try, its failure journaled and otherwise ignored (the entries' own
+retries are the backoff's job; an empty outbox never waits on the network).
+
+Commands in any ack are carried out (_commands.py) after the ack is journaled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import sqlalchemy as sa
+from uuid6 import uuid7
+
+from protocol.codec import assemble_batch, canonical_json, compress, decode_entry, encode_ack
+from protocol.model import Ack
+
+from ._batches import OutgoingBatch
+from ._channels import Channel
+from ._commands import Commands
+from ._config import JournalConfig
+from ._journal import MAX_MESSAGE_LENGTH, Journal, ids_of, message_text, name_text
+from ._outbox import Outbox
+from ._states import State
+from ._tables import entries_t
+from .errors import AuthRejected, LinkFailure, ServerBusy, UpgradeRequired
+
+#: Journal events, parked entries and outcomes one report carries (protocol 2.1).
+MAX_EVENTS = 500
+MAX_PARKED = 100
+MAX_OUTCOMES = 100
+MAX_REASONS = 64
+#: The first protocol version whose batches carry a report.
+REPORTS_SINCE = (2, 1)
+
+_PARKED = (
+    sa.select(entries_t.c.op_id, entries_t.c.body, entries_t.c.code, entries_t.c.message)
+    .add_columns(entries_t.c.created_at)
+    .where(entries_t.c.state == State.PARKED.value)
+    .order_by(entries_t.c.seq)
+    .limit(MAX_PARKED)
+)
+_BY_CODE = (
+    sa.select(entries_t.c.code, sa.func.count())
+    .where(entries_t.c.state == State.PARKED.value)
+    .group_by(entries_t.c.code)
+)
+_BY_STATE = sa.select(entries_t.c.state, sa.func.count()).group_by(entries_t.c.state)
+
+
+class Sent:
+    """A report as it went out with a batch: what its ack acknowledges."""
+
+    def __init__(self, report: dict[str, Any]) -> None:
+        self.report = report
+        self.event_ids = ids_of(report["journal"])
+        self.command_ids = [o["command_id"] for o in report["outcomes"]]
+
+
+class Reporter:
+    """Builds reports, attaches them to batches, and acknowledges them; one per client."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        journal: Journal,
+        commands: Commands,
+        config: JournalConfig,
+        *,
+        clock: Callable[[], float],
+        free_bytes: Callable[[], int],
+        app_version: str,
+    ) -> None:
+        self._outbox = outbox
+        self._store = outbox.store
+        self.journal = journal
+        self.commands = commands
+        self.config = config
+        self._clock = clock
+        self._free_bytes = free_bytes
+        self._app_version = name_text(app_version)
+        major, _, minor = outbox.config.protocol_version.partition(".")
+        #: Only protocol 2.1 and later carry reports (an old build's batches go without).
+        self.speaks = (int(major), int(minor)) >= REPORTS_SINCE
+        #: A report was acknowledged in this drain pass.
+        self._carried = False
+        self._last_report: float | None = None
+        self._last_status: float | None = None
+
+    def begin_pass(self) -> None:
+        """A drain pass starts: its first batch carries a report."""
+        self._carried = False
+
+    # -- building and attaching --------------------------------------------------------
+
+    def attach(self, batch: OutgoingBatch) -> tuple[OutgoingBatch, Sent | None]:
+        """``batch`` with a report, if it is the first of the pass; else as it is."""
+        if self._carried or not self.speaks:
+            return batch, None
+        sent = Sent(self.build())
+        return with_report(batch, sent.report), sent
+
+    def build(self) -> dict[str, Any]:
+        """A report now: a status event if one is due, the unsent events, box, outcomes."""
+        now = self._clock()
+        counts, reasons, parked = self._databox(now)
+        if self._last_status is None or now - self._last_status >= self.config.report_every:
+            self._status(counts)
+            self._last_status = now
+        return {
+            "sent_ms": int(now * 1000),
+            "journal": self.journal.unsent(MAX_EVENTS),
+            "databox": {"counts": counts, "reasons": reasons, "parked": parked},
+            "outcomes": self.commands.outcomes(MAX_OUTCOMES),
+        }
+
+    def due(self) -> bool:
+        """Whether a pass with nothing to send should send a report-only batch."""
+        if self._carried or not self.speaks:
+            return False
+        last = self._last_report
+        if last is None or self._clock() - last >= self.config.report_every:
+            return True
+        return self.journal.urgent() or bool(self.commands.outcomes(1))
+
+    def report_only(self, channel: Channel) -> Ack | None:
+        """Send a report in a batch of no entries, once; None if it failed (journaled)."""
+        batch = assemble_empty(self._outbox.config.protocol_version, self._outbox.device_id)
+        try:
+            return channel.send(batch)
+        except Exception:  # journaled by the channel; entries' retries are the backoff's
+            return None
+
+    def _status(self, counts: dict[str, int]) -> None:
+        self.journal.note(
+            "status",
+            {
+                "queue_depth": counts["pending"] + counts["in_flight"],
+                "free_bytes": max(int(self._free_bytes()), 0),
+                "app_version": self._app_version,
+                "protocol_version": self._outbox.config.protocol_version,
+            },
+        )
+
+    def _databox(self, now: float) -> tuple[dict[str, int], dict[str, int], list[dict[str, Any]]]:
+        """The data box: counts by state, parked entries by reason, the oldest parked."""
+        counts = {"pending": 0, "in_flight": 0, "parked": 0}
+        reasons: dict[str, int] = {}
+        with self._store.read("read the data box") as conn:
+            for state, n in conn.execute(_BY_STATE):
+                if state in counts:
+                    counts[state] = n
+            for code, n in conn.execute(_BY_CODE):
+                reason = reason_of(code)
+                reasons[reason] = reasons.get(reason, 0) + n
+            rows = conn.execute(_PARKED).all()
+        parked = [_parked(row, now) for row in rows]
+        return counts, dict(sorted(reasons.items())[:MAX_REASONS]), parked
+
+    # -- answers ---------------------------------------------------------------------
+
+    def answered(
+        self, channel: str, sent: OutgoingBatch, report: Sent | None, started_ms: int, ack: Ack
+    ) -> None:
+        """Journal an answered attempt; acknowledge what its report carried; run commands."""
+        ok = ack.batch_id == sent.batch_id
+        outcome = "ok" if ok else "server_error"
+        with self._store.write("journal an attempt") as conn:
+            self.journal.link(channel, True, "sync", conn)
+            self.journal.note(
+                "attempt", self._attempt(channel, sent, started_ms, outcome, ack), conn
+            )
+            if ok and report is not None:
+                self.journal.acknowledge(report.event_ids, conn)
+                self.commands.reported(report.command_ids, conn)
+        if ok and report is not None:
+            self._carried = True
+            self._last_report = self._clock()
+        if ok:
+            self.commands.carry_out(getattr(ack, "commands", ()))
+
+    def failed(self, channel: str, sent: OutgoingBatch, started_ms: int, exc: Exception) -> None:
+        """Journal a failed attempt, and the link going down if the server was not reached."""
+        with self._store.write("journal an attempt") as conn:
+            self.journal.link(channel, not isinstance(exc, LinkFailure), "sync", conn)
+            fields = self._attempt(channel, sent, started_ms, attempt_outcome(exc), None)
+            self.journal.note("attempt", fields, conn)
+
+    def _attempt(
+        self, channel: str, sent: OutgoingBatch, started_ms: int, outcome: str, ack: Ack | None
+    ) -> dict[str, Any]:
+        fields: dict[str, Any] = {
+            "channel": name_text(channel),
+            "started_ms": started_ms,
+            "ended_ms": self.journal.now_ms(),
+            "entries": len(sent),
+            "bytes_sent": len(sent.gzipped),
+            "bytes_received": 0 if ack is None else len(encode_ack(ack)),
+            "outcome": outcome,
+        }
+        if ack is not None and ack.server_time_ms is not None:
+            fields["server_time_ms"] = ack.server_time_ms
+        return fields
+
+
+class JournaledChannel:
+    """A channel whose every send is journaled, and whose first send of a pass reports."""
+
+    def __init__(self, inner: Channel, reporter: Reporter) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.metered = inner.metered
+        self._reporter = reporter
+
+    def send(self, batch: OutgoingBatch) -> Ack:
+        """Send ``batch`` (with a report, if it is the pass's first); journal the attempt."""
+        reporter = self._reporter
+        sent, report = reporter.attach(batch)
+        started = reporter.journal.now_ms()
+        try:
+            ack = self.inner.send(sent)
+        except Exception as exc:
+            reporter.failed(self.name, sent, started, exc)
+            raise
+        reporter.answered(self.name, sent, report, started, ack)
+        return ack
+
+    def close(self) -> None:
+        """Close the wrapped channel, if it can be closed."""
+        close = getattr(self.inner, "close", None)
+        if callable(close):
+            close()
+
+
+def with_report(batch: OutgoingBatch, report: dict[str, Any]) -> OutgoingBatch:
+    """``batch`` carrying ``report``: canonical JSON sorts ``report`` last, so it is appended."""
+    body = batch.body[:-1] + b',"report":' + canonical_json(report) + b"}"
+    return OutgoingBatch(
+        batch_id=batch.batch_id,
+        device_id=batch.device_id,
+        protocol_version=batch.protocol_version,
+        op_ids=batch.op_ids,
+        tx_ids=batch.tx_ids,
+        body=body,
+        gzipped=compress(body),
+    )
+
+
+def assemble_empty(protocol_version: str, device_id: str) -> OutgoingBatch:
+    """A batch of no entries (it goes out only with a report attached)."""
+    batch_id = str(uuid7())
+    body = assemble_batch(protocol_version, batch_id, device_id, [])
+    return OutgoingBatch(batch_id, device_id, protocol_version, (), (), body, compress(body))
+
+
+def _parked(row: Any, now: float) -> dict[str, Any]:
+    entry = decode_entry(row.body)
+    return {
+        "op_id": row.op_id,
+        "collection": entry.collection,
+        "record_id": entry.record_id,
+        "code": name_text(row.code or "unknown"),
+        "message": message_text(row.message or "", MAX_MESSAGE_LENGTH),
+        "age_s": max(int(now - row.created_at), 0),
+    }
+
+
+def reason_of(code: str | None) -> str:
+    """A parked entry's reason (protocol/reasons.py ``reason_of`` once it is there)."""
+    return name_text(code or "unknown")
+
+
+def attempt_outcome(exc: BaseException) -> str:
+    """The reason a failed attempt is journaled with (client_sync/_failures.py refines it)."""
+    if isinstance(exc, LinkFailure):
+        return "network_unreachable"
+    if isinstance(exc, ServerBusy):
+        return "rate_limited" if exc.status == 429 else "server_error"
+    if isinstance(exc, AuthRejected):
+        return "device_revoked" if exc.code == "device_revoked" else "unauthorised"
+    if isinstance(exc, UpgradeRequired):
+        return "upgrade_required"
+    return "server_error"
