@@ -1,0 +1,102 @@
+"""The device journal: events in the encrypted store, links, data-box actions, clean text."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from client_sync import State, SyncClient
+from client_sync._journal import message_text, name_text
+from client_sync.errors import LinkFailure
+from tests._doubles import BAD, BAD_VERDICT, FakeClock, Offline
+from tests.client_sync.conftest import Link
+
+MakeClient = Callable[..., SyncClient]
+
+
+def kinds(client: SyncClient) -> list[str]:
+    return [e["kind"] for e in client.journal_events()]
+
+
+def test_the_os_hook_journals_transitions_only_and_wakes_the_loop_when_up(
+    make_client: MakeClient,
+) -> None:
+    clock = FakeClock(start=1_800_000_000.0, step=0.5)
+    client = make_client([Offline("wifi"), Offline("cellular")], clock=clock)
+    client.network_changed("wifi", False)
+    client.network_changed("wifi", False)  # no change: nothing journaled
+    client._wake.clear()
+    client.network_changed("wifi", True)
+    assert client._wake.is_set()  # the loop gets a pass as soon as the link is back
+    client.network_changed("cellular", True)
+    links = [(e["channel"], e["up"], e["source"]) for e in client.journal_events()]
+    assert links == [("wifi", False, "os"), ("wifi", True, "os"), ("cellular", True, "os")]
+    events = client.journal_events()
+    assert len({e["id"] for e in events}) == 3  # each event its own id
+    assert all(1_800_000_000_000 < e["at_ms"] < 1_800_000_010_000 for e in events)  # FakeClock
+    with pytest.raises(ValueError, match="no channel named 'bluetooth'"):
+        client.network_changed("bluetooth", True)
+
+
+def test_link_states_survive_a_restart(make_client: MakeClient, db_path: Path) -> None:
+    first = make_client([Offline("wifi")])
+    first.network_changed("wifi", False)
+    first.close()
+    again = make_client([Offline("wifi")])
+    again.network_changed("wifi", False)  # known down from the last run: no transition
+    again.network_changed("wifi", True)
+    assert [e["up"] for e in again.journal_events()] == [False, True]
+
+
+def test_sync_outcomes_journal_attempts_and_link_transitions(
+    make_client: MakeClient, link: Link
+) -> None:
+    wifi = link("wifi", script=[LinkFailure("down"), LinkFailure("down")])
+    client = make_client([wifi])
+    client.record("customers", "c1", {"name": "A"})
+    client.sync_now()
+    events = client.journal_events()
+    attempts = [e for e in events if e["kind"] == "attempt"]
+    assert [a["outcome"] for a in attempts] == ["network_unreachable"] * 2 + ["ok"]
+    assert all(a["channel"] == "wifi" and a["entries"] == 1 for a in attempts)
+    assert all(a["started_ms"] <= a["ended_ms"] and a["bytes_sent"] > 0 for a in attempts)
+    assert [a["bytes_received"] > 0 for a in attempts] == [False, False, True]
+    assert "server_time_ms" in attempts[-1] and "server_time_ms" not in attempts[0]
+    links = [e["up"] for e in events if e["kind"] == "link"]
+    assert links == [False, True]  # down once (not twice), up when the server answered
+    assert kinds(client) == ["link", "attempt", "attempt", "link", "attempt"]
+
+
+def test_a_discard_and_a_resubmit_are_journaled_with_the_change(
+    make_client: MakeClient, link: Link
+) -> None:
+    client = make_client([link("wifi")])
+    with client.transaction():
+        bad = client.record("customers", "c1", BAD)
+    other = client.record("customers", "c2", BAD)
+    client.sync_now()
+    assert client.entry(bad).code == BAD_VERDICT[0]
+    client.discard(bad, "rep says\x00 wrong customer")
+    new = client.resubmit(other, {"name": "fixed"})
+    box = [e for e in client.journal_events() if e["kind"] == "databox"]
+    assert [(e["action"], e["op_id"]) for e in box] == [("discard", bad), ("resubmit", other)]
+    assert box[0]["reason"] == "rep says\ufffd wrong customer"  # fit for the wire
+    assert box[1]["new_op_id"] == new and "command_id" not in box[1]
+    assert client.entry(other).state == State.RESUBMITTED
+
+
+def test_a_refused_record_is_journaled(make_client: MakeClient) -> None:
+    client = make_client([Offline()])
+    client.note_refused(12_345)
+    (event,) = client.journal_events()
+    assert (event["kind"], event["code"], event["free_bytes"]) == ("refused", "storage_low", 12_345)
+
+
+def test_text_is_made_fit_for_the_wire_never_refused() -> None:
+    assert name_text("wi\x00fi\ud800\x7f") == "wi\ufffdfi\ufffd\ufffd"
+    assert name_text("x" * 100) == "x" * 64
+    assert name_text("") == "-"
+    assert message_text("a\nb\x00\udfff", 1000) == "a\nb\ufffd\ufffd"  # newlines stay
+    assert message_text("é" * 2000, 1000) == "é" * 1000

@@ -1,0 +1,97 @@
+"""Pruning: acked entries and acknowledged journal events leave after retention, in chunks;
+the next seq and the last HLC survive every row's deletion."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from client_sync import State, SyncClient
+from client_sync._config import JournalConfig
+from conflict import hlc
+from tests._doubles import BAD, FakeClock, Offline
+from tests.client_sync.conftest import Link
+
+MakeClient = Callable[..., SyncClient]
+
+DAY = 24 * 3600.0
+
+
+def test_acked_entries_go_after_retention_and_seq_and_hlc_go_on(
+    make_client: MakeClient, link: Link, db_path: Path
+) -> None:
+    clock = FakeClock()
+    config = JournalConfig(prune_chunk=4)
+    client = make_client([link("wifi")], clock=clock, journal=config)
+    acked = [client.record("customers", f"c{i}", {"name": "A"}) for i in range(10)]
+    parked = client.record("customers", "bad", BAD)
+    client.sync_now()
+    last_stamp = hlc.parse(client.entry(parked).hlc)
+    assert client.prune() == 0  # nothing is a week old yet
+    clock.now += 7 * DAY + 1
+    assert client.prune() == 10  # three chunks of at most 4
+    assert [e.op_id for e in client.entries()] == [parked]  # the parked entry stays
+    assert client.entry(parked).state == State.PARKED
+    client.close()
+
+    again = make_client([Offline()], clock=clock, journal=config)
+    new = again.entry(again.record("customers", "c99", {"name": "B"}))
+    assert new.seq == 12  # after the 11 recorded, though 10 rows are gone
+    assert hlc.parse(new.hlc) > last_stamp
+    del acked
+
+
+def test_every_row_pruned_still_leaves_the_floor(
+    make_client: MakeClient, link: Link, db_path: Path
+) -> None:
+    clock = FakeClock()
+    client = make_client([link("wifi")], clock=clock)
+    ops = [client.record("customers", f"c{i}", {"name": "A"}) for i in range(3)]
+    client.sync_now()
+    stamp = hlc.parse(client.entry(ops[-1]).hlc)
+    clock.now += 8 * DAY
+    assert client.prune() == 3 and client.entries() == []
+    client.close()
+    again = make_client([Offline()], clock=clock)
+    new = again.entry(again.record("customers", "c9", {"name": "B"}))
+    assert new.seq == 4 and hlc.parse(new.hlc) > stamp
+
+
+def test_journal_events_go_only_once_acknowledged_and_past_retention(
+    make_client: MakeClient,
+) -> None:
+    clock = FakeClock()
+    client = make_client([Offline("wifi")], clock=clock, journal=JournalConfig(prune_chunk=2))
+    for up in (False, True, False, True, False):
+        client.network_changed("wifi", up)
+    events = client.journal_events()
+    journal = client._journal
+    journal.acknowledge([e["id"] for e in events[:3]])
+    clock.now += 8 * DAY
+    assert client.prune() == 3
+    assert [e["id"] for e in client.journal_events()] == [e["id"] for e in events[3:]]
+    clock.now += 30 * DAY
+    assert client.prune() == 0  # never acknowledged: kept however old
+
+
+def test_pruning_holds_the_store_for_one_chunk_at_a_time(
+    make_client: MakeClient, link: Link
+) -> None:
+    clock = FakeClock()
+    client = make_client([link("wifi")], clock=clock, journal=JournalConfig(prune_chunk=50))
+    with client.transaction():
+        for i in range(200):
+            client.record("customers", f"c{i}", {"name": "A"})
+    client.sync_now()
+    clock.now += 8 * DAY
+    store = client._outbox.store
+    writes: list[str] = []
+    real_write = store.write
+
+    def counting(what: str):  # type: ignore[no-untyped-def]
+        writes.append(what)
+        return real_write(what)
+
+    store.write = counting  # type: ignore[method-assign]
+    assert client.prune() == 200
+    assert writes.count("prune entries") == 5  # 4 full chunks, then one that finds none
