@@ -117,7 +117,10 @@ class Reporter:
         if self._carried or not self.speaks:
             return batch, None
         sent = Sent(self.build())
-        return with_report(batch, sent.report), sent
+        carrying = with_report(batch, sent.report)
+        if len(carrying.body) > self._outbox.config.max_batch_bytes:
+            return batch, None  # a full batch goes without; a later one of the pass reports
+        return carrying, sent
 
     def build(self) -> dict[str, Any]:
         """A report now: a status event if one is due, the unsent events, box, outcomes."""
