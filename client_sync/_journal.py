@@ -150,6 +150,12 @@ class Journal:
             fields["command_id"] = command_id
         return self.note("databox", fields, conn)
 
+    def on_action(
+        self, conn: Connection, action: str, op_id: str, reason: str, new_op_id: str | None
+    ) -> None:
+        """The data box's hook (``DataBox.on_action``): journal the action in its transaction."""
+        self.note_databox(action, op_id, reason, new_op_id=new_op_id, conn=conn)
+
     # -- reading and acknowledging -------------------------------------------------------
 
     def unsent(self, limit: int) -> list[dict[str, Any]]:

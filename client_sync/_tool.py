@@ -8,6 +8,7 @@ from typing import Any
 
 from ._databox import DataBox
 from ._drain import STOPPED_KEY
+from ._journal import Journal
 from ._outbox import Outbox
 from ._reads import OutboxEntry, Reads
 
@@ -19,6 +20,7 @@ class OutboxFile:
         self._outbox = Outbox(path, key, device_id=None, clock=time.time, recover=False)
         self._reads = Reads(self._outbox.store)
         self._box = DataBox(self._outbox)
+        self._box.on_action = Journal(self._outbox.store, time.time).on_action  # reported later
         self.path = self._outbox.path
         self.device_id = self._outbox.device_id
 
