@@ -42,7 +42,14 @@ from ._journal import MAX_MESSAGE_LENGTH, Journal, ids_of, message_text, name_te
 from ._outbox import Outbox
 from ._states import State
 from ._tables import entries_t
-from .errors import AuthRejected, LinkFailure, ServerBusy, UpgradeRequired
+from .errors import (
+    AuthRejected,
+    LinkFailure,
+    ServerBusy,
+    SyncStopped,
+    TransportError,
+    UpgradeRequired,
+)
 
 #: Journal events, parked entries and outcomes one report carries (protocol 2.1).
 MAX_EVENTS = 500
@@ -202,9 +209,10 @@ class Reporter:
             self.commands.carry_out(getattr(ack, "commands", ()))
 
     def failed(self, channel: str, sent: OutgoingBatch, started_ms: int, exc: Exception) -> None:
-        """Journal a failed attempt, and the link going down if the server was not reached."""
+        """Journal a failed attempt, and the link's state if the failure tells it."""
         with self._store.write("journal an attempt") as conn:
-            self.journal.link(channel, not isinstance(exc, LinkFailure), "sync", conn)
+            if isinstance(exc, (TransportError, SyncStopped)):  # LinkFailure: not reached
+                self.journal.link(channel, not isinstance(exc, LinkFailure), "sync", conn)
             fields = self._attempt(channel, sent, started_ms, attempt_outcome(exc), None)
             self.journal.note("attempt", fields, conn)
 

@@ -23,7 +23,8 @@ def test_acked_entries_go_after_retention_and_seq_and_hlc_go_on(
     clock = FakeClock()
     config = JournalConfig(prune_chunk=4)
     client = make_client([link("wifi")], clock=clock, journal=config)
-    acked = [client.record("customers", f"c{i}", {"name": "A"}) for i in range(10)]
+    for i in range(10):
+        client.record("customers", f"c{i}", {"name": "A"})
     parked = client.record("customers", "bad", BAD)
     client.sync_now()
     last_stamp = hlc.parse(client.entry(parked).hlc)
@@ -38,7 +39,6 @@ def test_acked_entries_go_after_retention_and_seq_and_hlc_go_on(
     new = again.entry(again.record("customers", "c99", {"name": "B"}))
     assert new.seq == 12  # after the 11 recorded, though 10 rows are gone
     assert hlc.parse(new.hlc) > last_stamp
-    del acked
 
 
 def test_every_row_pruned_still_leaves_the_floor(
@@ -95,3 +95,20 @@ def test_pruning_holds_the_store_for_one_chunk_at_a_time(
     store.write = counting  # type: ignore[method-assign]
     assert client.prune() == 200
     assert writes.count("prune entries") == 5  # 4 full chunks, then one that finds none
+
+
+def test_learning_the_clock_offset_never_prunes_a_fresh_entry(
+    make_client: MakeClient, link: Link
+) -> None:
+    # FakeClock starts in 2023, years behind the real server: the first ack teaches
+    # the offset, so the second entry's ack is dated years later than the first's.
+    clock = FakeClock()
+    client = make_client([link("wifi")], clock=clock)
+    client.record("customers", "c1", {"name": "A"})
+    client.sync_now()
+    late = client.record("customers", "c2", {"name": "B"})
+    client.sync_now()
+    assert client._server_clock.offset_ms > 365 * DAY * 1000
+    clock.now += 8 * DAY
+    assert client.prune() == 1  # a week on the device's clock: only the first ack is old
+    assert [e.op_id for e in client.entries()] == [late]
