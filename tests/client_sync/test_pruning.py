@@ -11,6 +11,7 @@ from client_sync._config import JournalConfig
 from conflict import hlc
 from tests._doubles import BAD, FakeClock, Offline
 from tests.client_sync.conftest import Link
+from tests.client_sync.test_client_loop import observed, settle
 
 MakeClient = Callable[..., SyncClient]
 
@@ -112,3 +113,18 @@ def test_learning_the_clock_offset_never_prunes_a_fresh_entry(
     clock.now += 8 * DAY
     assert client.prune() == 1  # a week on the device's clock: only the first ack is old
     assert [e.op_id for e in client.entries()] == [late]
+
+
+def test_the_background_loop_prunes_after_its_pass(make_client: MakeClient, link: Link) -> None:
+    clock = FakeClock()
+    client = make_client([link("wifi")], clock=clock, sleep=None)
+    client.record("customers", "c1", {"name": "A"})
+    client.sync_now()
+    clock.now += 8 * DAY
+    passes = observed(client)
+    client.start(interval=3600)
+    try:
+        settle(client, passes)
+    finally:
+        client.stop()
+    assert [e.op_id for e in client.entries()] == []  # the acked entry went, a week on
