@@ -275,8 +275,8 @@ class SyncClient:
         self._check_open()
         return self._commands.log()
 
-    def prune(self) -> int:
-        """Prune now what retention no longer keeps (the background loop does it); rows."""
+    def prune(self) -> dict[str, int]:
+        """Prune now what retention no longer keeps (the loop does it); rows per table."""
         self._check_open()
         return self._pruner.run(self._halt)
 

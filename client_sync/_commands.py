@@ -19,27 +19,19 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from protocol.constants import MAX_MESSAGE_LENGTH
+from protocol.model import Command, Outcome
+
 from ._databox import DataBox
-from ._journal import MAX_MESSAGE_LENGTH, Journal, message_text, name_text
+from ._journal import Journal, message_text
 from ._states import State
 from ._tables import commands_t
 from .errors import IllegalTransition, UnknownEntry
-
-
-@dataclass(frozen=True, slots=True)
-class Order:
-    """What the device needs of a command: its id, kind, the entry, the reason."""
-
-    command_id: str
-    kind: str
-    op_id: str
-    reason: str
 
 
 class Commands:
@@ -54,9 +46,9 @@ class Commands:
 
     # -- carrying out ----------------------------------------------------------------
 
-    def carry_out(self, orders: Iterable[Any]) -> int:
+    def carry_out(self, commands: Iterable[Command]) -> int:
         """Carry out each command not carried out before; return how many were new."""
-        orders = list(orders)
+        orders = list(commands)
         if not orders:
             return 0
         done = self._known([o.command_id for o in orders])
@@ -65,7 +57,7 @@ class Commands:
             if order.command_id in done:
                 continue
             done.add(order.command_id)
-            self._run(Order(order.command_id, order.kind, order.op_id, order.reason))
+            self._run(order)
             fresh += 1
         return fresh
 
@@ -73,7 +65,7 @@ class Commands:
         self, conn: Connection, action: str, op_id: str, reason: str, new_op_id: str | None
     ) -> None:
         """The data box's hook, inside its transaction: journal it; mark the command done."""
-        order: Order | None = getattr(self._local, "order", None)
+        order: Command | None = getattr(self._local, "order", None)
         command_id = order.command_id if order is not None else None
         self._journal.note_databox(
             action, op_id, reason, new_op_id=new_op_id, command_id=command_id, conn=conn
@@ -81,7 +73,7 @@ class Commands:
         if order is not None and order.op_id == op_id:
             self._mark(conn, order.command_id, "done", new_op_id=new_op_id)
 
-    def _run(self, order: Order) -> None:
+    def _run(self, order: Command) -> None:
         self._local.order = order
         try:
             new_op_id = self._act(order)
@@ -103,7 +95,7 @@ class Commands:
             with self._store.write("mark a command done") as conn:
                 self._mark(conn, order.command_id, "done", new_op_id=new_op_id)
 
-    def _act(self, order: Order) -> str | None:
+    def _act(self, order: Command) -> str | None:
         """Resubmit the parked entry as it is, or discard it; the new op_id of a resubmit."""
         if order.kind == "discard":
             self._box.discard(order.op_id, order.reason)
@@ -115,7 +107,7 @@ class Commands:
             raise IllegalTransition(entry.state.value, State.RESUBMITTED.value, op_id=order.op_id)
         return self._box.resubmit(order.op_id, entry.fields, entry.schema_version, order.reason)
 
-    def _fail(self, order: Order, code: str, message: str) -> None:
+    def _fail(self, order: Command, code: str, message: str) -> None:
         with self._store.write("mark a command failed") as conn:
             self._mark(conn, order.command_id, "failed", code=code, message=message)
 
@@ -150,7 +142,7 @@ class Commands:
 
     # -- reporting -------------------------------------------------------------------
 
-    def outcomes(self, limit: int) -> list[dict[str, Any]]:
+    def outcomes(self, limit: int) -> list[Outcome]:
         """Up to ``limit`` outcomes not yet reported, oldest first, as the wire has them."""
         query = (
             sa.select(commands_t)
@@ -181,9 +173,5 @@ class Commands:
             return [r._asdict() for r in conn.execute(query)]
 
 
-def _outcome(row: Any) -> dict[str, Any]:
-    outcome = {"command_id": name_text(row.command_id), "status": row.status}
-    for key in ("code", "message", "new_op_id"):
-        if getattr(row, key) is not None:
-            outcome[key] = getattr(row, key)
-    return outcome
+def _outcome(row: Any) -> Outcome:
+    return Outcome(row.command_id, row.status, row.code, row.message, row.new_op_id)

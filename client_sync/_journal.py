@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -41,12 +41,26 @@ from uuid6 import uuid7
 
 from protocol.codec import canonical_json
 from protocol.constants import MAX_ID_LENGTH
+from protocol.model import (
+    AttemptEvent,
+    DataboxEvent,
+    Event,
+    LinkEvent,
+    RefusedEvent,
+    StatusEvent,
+)
 
 from ._store import Store, meta_value, put_meta
 from ._tables import journal_t
 
-#: Characters of a human message in a report (protocol 2.1).
-MAX_MESSAGE_LENGTH = 1000
+#: The wire's value class of each kind of event.
+_KINDS: dict[str, type[Event]] = {
+    "link": LinkEvent,
+    "attempt": AttemptEvent,
+    "status": StatusEvent,
+    "refused": RefusedEvent,
+    "databox": DataboxEvent,
+}
 
 #: meta key: {"<channel>": true|false}, each channel's last known state.
 LINKS_KEY = "links"
@@ -158,8 +172,8 @@ class Journal:
 
     # -- reading and acknowledging -------------------------------------------------------
 
-    def unsent(self, limit: int) -> list[dict[str, Any]]:
-        """Up to ``limit`` unacknowledged events, oldest first, as the wire has them."""
+    def unsent(self, limit: int) -> list[Event]:
+        """Up to ``limit`` unacknowledged events, oldest first, as the wire carries them."""
         query = (
             sa.select(journal_t.c.id, journal_t.c.at_ms, journal_t.c.kind, journal_t.c.fields)
             .where(journal_t.c.acked_at.is_(None))
@@ -168,9 +182,7 @@ class Journal:
         )
         with self._store.read("read the journal") as conn:
             rows = conn.execute(query).all()
-        return [
-            {"id": r.id, "at_ms": r.at_ms, "kind": r.kind, **json.loads(r.fields)} for r in rows
-        ]
+        return [_wire(r) for r in rows]
 
     def urgent(self) -> bool:
         """Whether an unacknowledged event calls for a report-only batch."""
@@ -207,9 +219,9 @@ class Journal:
             yield tx
 
 
-def _wire(row: Any) -> dict[str, Any]:
+def _wire(row: Any) -> Event:
     """A stored event as the wire carries it."""
-    return {"id": row.id, "at_ms": row.at_ms, "kind": row.kind, **json.loads(row.fields)}
+    return _KINDS[row.kind](id=row.id, at_ms=row.at_ms, **json.loads(row.fields))
 
 
 def _event(row: Any) -> dict[str, Any]:
@@ -222,8 +234,3 @@ def _event(row: Any) -> dict[str, Any]:
         **json.loads(row.fields),
         "acked_at": row.acked_at,
     }
-
-
-def ids_of(events: Iterable[dict[str, Any]]) -> list[str]:
-    """The ids of wire events."""
-    return [e["id"] for e in events]

@@ -50,9 +50,9 @@ class Pruner:
         #: Per table, the time before which nothing in it is due (0: look).
         self._due = {"entries": 0.0, "journal": 0.0, "commands": 0.0}
 
-    def run(self, halt: threading.Event | None = None) -> int:
-        """Prune every table chunk by chunk until nothing is due; rows deleted."""
-        total = 0
+    def run(self, halt: threading.Event | None = None) -> dict[str, int]:
+        """Prune every table chunk by chunk until nothing is due; rows deleted per table."""
+        deleted_from = dict.fromkeys(self._due, 0)
         for table, step in (
             ("entries", self._entries),
             ("journal", self._journal),
@@ -63,10 +63,10 @@ class Pruner:
                     break
                 with self._store.write(f"prune {table}") as conn:
                     deleted = step(conn)
-                total += deleted
+                deleted_from[table] += deleted
                 if deleted < self._config.prune_chunk:
                     break
-        return total
+        return deleted_from
 
     def _now(self, table: str) -> float:
         """Entries: the earlier of the corrected and the device clock (see ``_entries``)."""

@@ -31,14 +31,23 @@ from typing import Any
 import sqlalchemy as sa
 from uuid6 import uuid7
 
-from protocol.codec import assemble_batch, canonical_json, compress, decode_entry, encode_ack
-from protocol.model import Ack
+from protocol.codec import assemble_batch, compress, decode_entry, encode_ack, encode_report
+from protocol.constants import (
+    MAX_JOURNAL_EVENTS_PER_BATCH,
+    MAX_MESSAGE_LENGTH,
+    MAX_OUTCOMES_PER_REPORT,
+    MAX_PARKED_PER_REPORT,
+    MAX_REASONS_PER_REPORT,
+    PROTOCOL_MAJOR,
+    REPORT_MINOR,
+)
+from protocol.model import Ack, Databox, DataboxCounts, ParkedEntry, Report
 
 from ._batches import OutgoingBatch
 from ._channels import Channel
 from ._commands import Commands
 from ._config import JournalConfig
-from ._journal import MAX_MESSAGE_LENGTH, Journal, ids_of, message_text, name_text
+from ._journal import Journal, message_text, name_text
 from ._outbox import Outbox
 from ._states import State
 from ._tables import entries_t
@@ -51,20 +60,12 @@ from .errors import (
     UpgradeRequired,
 )
 
-#: Journal events, parked entries and outcomes one report carries (protocol 2.1).
-MAX_EVENTS = 500
-MAX_PARKED = 100
-MAX_OUTCOMES = 100
-MAX_REASONS = 64
-#: The first protocol version whose batches carry a report.
-REPORTS_SINCE = (2, 1)
-
 _PARKED = (
     sa.select(entries_t.c.op_id, entries_t.c.body, entries_t.c.code, entries_t.c.message)
     .add_columns(entries_t.c.created_at)
     .where(entries_t.c.state == State.PARKED.value)
     .order_by(entries_t.c.seq)
-    .limit(MAX_PARKED)
+    .limit(MAX_PARKED_PER_REPORT)
 )
 _BY_CODE = (
     sa.select(entries_t.c.code, sa.func.count())
@@ -77,10 +78,10 @@ _BY_STATE = sa.select(entries_t.c.state, sa.func.count()).group_by(entries_t.c.s
 class Sent:
     """A report as it went out with a batch: what its ack acknowledges."""
 
-    def __init__(self, report: dict[str, Any]) -> None:
+    def __init__(self, report: Report) -> None:
         self.report = report
-        self.event_ids = ids_of(report["journal"])
-        self.command_ids = [o["command_id"] for o in report["outcomes"]]
+        self.event_ids = [e.id for e in report.journal]
+        self.command_ids = [o.command_id for o in report.outcomes]
 
 
 class Reporter:
@@ -107,7 +108,7 @@ class Reporter:
         self._app_version = name_text(app_version)
         major, _, minor = outbox.config.protocol_version.partition(".")
         #: Only protocol 2.1 and later carry reports (an old build's batches go without).
-        self.speaks = (int(major), int(minor)) >= REPORTS_SINCE
+        self.speaks = major == str(PROTOCOL_MAJOR) and int(minor) >= REPORT_MINOR
         #: A report was acknowledged in this drain pass.
         self._carried = False
         self._last_report: float | None = None
@@ -129,19 +130,19 @@ class Reporter:
             return batch, None  # a full batch goes without; a later one of the pass reports
         return carrying, sent
 
-    def build(self) -> dict[str, Any]:
+    def build(self) -> Report:
         """A report now: a status event if one is due, the unsent events, box, outcomes."""
         now = self._clock()
-        counts, reasons, parked = self._databox(now)
+        box = self._databox(now)
         if self._last_status is None or now - self._last_status >= self.config.report_every:
-            self._status(counts)
+            self._status(box.counts)
             self._last_status = now
-        return {
-            "sent_ms": int(now * 1000),
-            "journal": self.journal.unsent(MAX_EVENTS),
-            "databox": {"counts": counts, "reasons": reasons, "parked": parked},
-            "outcomes": self.commands.outcomes(MAX_OUTCOMES),
-        }
+        return Report(
+            sent_ms=int(now * 1000),
+            journal=tuple(self.journal.unsent(MAX_JOURNAL_EVENTS_PER_BATCH)),
+            databox=box,
+            outcomes=tuple(self.commands.outcomes(MAX_OUTCOMES_PER_REPORT)),
+        )
 
     def due(self) -> bool:
         """Whether a pass with nothing to send should send a report-only batch."""
@@ -160,18 +161,18 @@ class Reporter:
         except Exception:  # journaled by the channel; entries' retries are the backoff's
             return None
 
-    def _status(self, counts: dict[str, int]) -> None:
+    def _status(self, counts: DataboxCounts) -> None:
         self.journal.note(
             "status",
             {
-                "queue_depth": counts["pending"] + counts["in_flight"],
+                "queue_depth": counts.pending + counts.in_flight,
                 "free_bytes": max(int(self._free_bytes()), 0),
                 "app_version": self._app_version,
                 "protocol_version": self._outbox.config.protocol_version,
             },
         )
 
-    def _databox(self, now: float) -> tuple[dict[str, int], dict[str, int], list[dict[str, Any]]]:
+    def _databox(self, now: float) -> Databox:
         """The data box: counts by state, parked entries by reason, the oldest parked."""
         counts = {"pending": 0, "in_flight": 0, "parked": 0}
         reasons: dict[str, int] = {}
@@ -183,8 +184,11 @@ class Reporter:
                 reason = reason_of(code)
                 reasons[reason] = reasons.get(reason, 0) + n
             rows = conn.execute(_PARKED).all()
-        parked = [_parked(row, now) for row in rows]
-        return counts, dict(sorted(reasons.items())[:MAX_REASONS]), parked
+        return Databox(
+            DataboxCounts(**counts),
+            dict(sorted(reasons.items())[:MAX_REASONS_PER_REPORT]),
+            tuple(_parked(row, now) for row in rows),
+        )
 
     # -- answers ---------------------------------------------------------------------
 
@@ -206,7 +210,7 @@ class Reporter:
             self._carried = True
             self._last_report = self._clock()
         if ok:
-            self.commands.carry_out(getattr(ack, "commands", ()))
+            self.commands.carry_out(ack.commands)
 
     def failed(self, channel: str, sent: OutgoingBatch, started_ms: int, exc: Exception) -> None:
         """Journal a failed attempt, and the link's state if the failure tells it."""
@@ -262,9 +266,10 @@ class JournaledChannel:
             close()
 
 
-def with_report(batch: OutgoingBatch, report: dict[str, Any]) -> OutgoingBatch:
-    """``batch`` carrying ``report``: canonical JSON sorts ``report`` last, so it is appended."""
-    body = batch.body[:-1] + b',"report":' + canonical_json(report) + b"}"
+def with_report(batch: OutgoingBatch, report: Report) -> OutgoingBatch:
+    """``batch`` carrying ``report``: the bytes ``codec.assemble_batch`` gives with it
+    (``report`` sorts last, so it goes in before the closing brace; a test pins it)."""
+    body = batch.body[:-1] + b',"report":' + encode_report(report) + b"}"
     return OutgoingBatch(
         batch_id=batch.batch_id,
         device_id=batch.device_id,
@@ -283,16 +288,16 @@ def assemble_empty(protocol_version: str, device_id: str) -> OutgoingBatch:
     return OutgoingBatch(batch_id, device_id, protocol_version, (), (), body, compress(body))
 
 
-def _parked(row: Any, now: float) -> dict[str, Any]:
+def _parked(row: Any, now: float) -> ParkedEntry:
     entry = decode_entry(row.body)
-    return {
-        "op_id": row.op_id,
-        "collection": entry.collection,
-        "record_id": entry.record_id,
-        "code": name_text(row.code or "unknown"),
-        "message": message_text(row.message or "", MAX_MESSAGE_LENGTH),
-        "age_s": max(int(now - row.created_at), 0),
-    }
+    return ParkedEntry(
+        op_id=row.op_id,
+        collection=entry.collection,
+        record_id=entry.record_id,
+        code=name_text(row.code or "unknown"),
+        message=message_text(row.message or "", MAX_MESSAGE_LENGTH),
+        age_s=max(int(now - row.created_at), 0),
+    )
 
 
 def reason_of(code: str | None) -> str:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from client_sync import State, SyncClient
-from client_sync._commands import Order
+from protocol.model import Command
 from tests._doubles import BAD, RealServer
 from tests.client_sync.conftest import Link
 
@@ -28,8 +28,8 @@ def test_a_command_delivered_twice_is_carried_out_once(make_client: MakeClient, 
     client = make_client([link("wifi")])
     first, second = parked_pair(client)
     orders = [
-        Order("cmd-1", "resubmit", first, "rule fixed"),
-        Order("cmd-2", "discard", second, "duplicate customer"),
+        Command("cmd-1", "resubmit", first, "rule fixed"),
+        Command("cmd-2", "discard", second, "duplicate customer"),
     ]
     assert client._commands.carry_out(orders) == 2
     assert client._commands.carry_out(orders) == 0  # the same ack again
@@ -54,11 +54,11 @@ def test_a_command_that_cannot_be_carried_out_fails_cleanly_and_the_sync_goes_on
     first, _ = parked_pair(client)
     fine = client.record("customers", "c3", {"name": "fine"})
     orders = [
-        Order("cmd-a", "discard", "no-such-op", "gone"),
-        Order("cmd-b", "resubmit", fine, "not parked"),
-        Order("cmd-c", "discard", first, "   "),
-        Order("cmd-d", "explode", first, "what"),
-        Order("cmd-e", "resubmit", first, "fixed"),
+        Command("cmd-a", "discard", "no-such-op", "gone"),
+        Command("cmd-b", "resubmit", fine, "not parked"),
+        Command("cmd-c", "discard", first, "   "),
+        Command("cmd-d", "explode", first, "what"),
+        Command("cmd-e", "resubmit", first, "fixed"),
     ]
     assert client._commands.carry_out(orders) == 5
     log = {c["command_id"]: (c["status"], c["code"]) for c in client.command_log()}
@@ -77,12 +77,12 @@ def test_outcomes_are_reported_until_acknowledged(make_client: MakeClient, link:
     client = make_client([link("wifi")])
     first, _ = parked_pair(client)
     commands = client._commands
-    commands.carry_out([Order("cmd-1", "discard", first, "wrong")])
-    assert [o["command_id"] for o in commands.outcomes(100)] == ["cmd-1"]
+    commands.carry_out([Command("cmd-1", "discard", first, "wrong")])
+    assert [o.command_id for o in commands.outcomes(100)] == ["cmd-1"]
     with client._outbox.store.write("test") as conn:
         commands.reported(["cmd-1"], conn)
     assert commands.outcomes(100) == []
-    assert commands.carry_out([Order("cmd-1", "discard", first, "wrong")]) == 0
+    assert commands.carry_out([Command("cmd-1", "discard", first, "wrong")]) == 0
 
 
 def test_a_command_and_its_outcome_commit_together(
@@ -95,7 +95,7 @@ def test_a_command_and_its_outcome_commit_together(
         raise RuntimeError("disk gone mid-transaction")
 
     monkeypatch.setattr(client._journal, "note_databox", broken)
-    assert client._commands.carry_out([Order("cmd-1", "discard", first, "wrong")]) == 1
+    assert client._commands.carry_out([Command("cmd-1", "discard", first, "wrong")]) == 1
     # The discard rolled back with the journal write: still parked, the command failed.
     assert client.entry(first).state == State.PARKED
     (outcome,) = client.command_log()

@@ -66,7 +66,8 @@ def test_sync_outcomes_journal_attempts_and_link_transitions(
     assert "server_time_ms" in attempts[-1] and "server_time_ms" not in attempts[0]
     links = [e["up"] for e in events if e["kind"] == "link"]
     assert links == [False, True]  # down once (not twice), up when the server answered
-    assert kinds(client) == ["link", "attempt", "attempt", "link", "attempt"]
+    # The status goes with the first report (built for the first try).
+    assert kinds(client) == ["status", "link", "attempt", "attempt", "link", "attempt"]
 
 
 def test_a_discard_and_a_resubmit_are_journaled_with_the_change(

@@ -29,9 +29,9 @@ def test_acked_entries_go_after_retention_and_seq_and_hlc_go_on(
     parked = client.record("customers", "bad", BAD)
     client.sync_now()
     last_stamp = hlc.parse(client.entry(parked).hlc)
-    assert client.prune() == 0  # nothing is a week old yet
+    assert client.prune()["entries"] == 0  # nothing is a week old yet
     clock.now += 7 * DAY + 1
-    assert client.prune() == 10  # three chunks of at most 4
+    assert client.prune()["entries"] == 10  # three chunks of at most 4
     assert [e.op_id for e in client.entries()] == [parked]  # the parked entry stays
     assert client.entry(parked).state == State.PARKED
     client.close()
@@ -51,7 +51,7 @@ def test_every_row_pruned_still_leaves_the_floor(
     client.sync_now()
     stamp = hlc.parse(client.entry(ops[-1]).hlc)
     clock.now += 8 * DAY
-    assert client.prune() == 3 and client.entries() == []
+    assert client.prune()["entries"] == 3 and client.entries() == []
     client.close()
     again = make_client([Offline()], clock=clock)
     new = again.entry(again.record("customers", "c9", {"name": "B"}))
@@ -69,10 +69,10 @@ def test_journal_events_go_only_once_acknowledged_and_past_retention(
     journal = client._journal
     journal.acknowledge([e["id"] for e in events[:3]])
     clock.now += 8 * DAY
-    assert client.prune() == 3
+    assert client.prune()["journal"] == 3
     assert [e["id"] for e in client.journal_events()] == [e["id"] for e in events[3:]]
     clock.now += 30 * DAY
-    assert client.prune() == 0  # never acknowledged: kept however old
+    assert client.prune()["journal"] == 0  # never acknowledged: kept however old
 
 
 def test_pruning_holds_the_store_for_one_chunk_at_a_time(
@@ -94,7 +94,7 @@ def test_pruning_holds_the_store_for_one_chunk_at_a_time(
         return real_write(what)
 
     store.write = counting  # type: ignore[method-assign]
-    assert client.prune() == 200
+    assert client.prune()["entries"] == 200
     assert writes.count("prune entries") == 5  # 4 full chunks, then one that finds none
 
 
@@ -111,7 +111,7 @@ def test_learning_the_clock_offset_never_prunes_a_fresh_entry(
     client.sync_now()
     assert client._server_clock.offset_ms > 365 * DAY * 1000
     clock.now += 8 * DAY
-    assert client.prune() == 1  # a week on the device's clock: only the first ack is old
+    assert client.prune()["entries"] == 1  # a week on the device's clock: only the first ack is old
     assert [e.op_id for e in client.entries()] == [late]
 
 
