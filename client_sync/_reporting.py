@@ -25,6 +25,7 @@ Commands in any ack are carried out (_commands.py) after the ack is journaled.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -72,6 +73,8 @@ _BY_CODE = (
     .where(entries_t.c.state == State.PARKED.value)
     .group_by(entries_t.c.code)
 )
+log = logging.getLogger("client_sync.journal")
+
 _BY_STATE = sa.select(entries_t.c.state, sa.func.count()).group_by(entries_t.c.state)
 
 
@@ -158,7 +161,8 @@ class Reporter:
         batch = assemble_empty(self._outbox.config.protocol_version, self._outbox.device_id)
         try:
             return channel.send(batch)
-        except Exception:  # journaled by the channel; entries' retries are the backoff's
+        except Exception as exc:  # journaled by the channel; retries are the next pass's
+            log.info("report-only batch on %s failed: %s", channel.name, exc)
             return None
 
     def _status(self, counts: DataboxCounts) -> None:

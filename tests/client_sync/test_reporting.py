@@ -170,3 +170,34 @@ def test_commands_delivered_twice_are_carried_out_once_and_reported(
     reported = [o for b in wifi.batches if (r := report_of(b)) for o in r.outcomes]
     assert sorted(o.command_id for o in reported) == ["cmd-1", "cmd-2", "cmd-3"]
     assert all(c["reported_at"] is not None for c in client.command_log())
+
+
+def test_hostile_text_is_journaled_fit_for_the_wire_and_the_server_takes_it(
+    make_client: MakeClient, link: Link
+) -> None:
+    odd = link("wi\x00fi\u0085\ud800" + "x" * 100)  # a name no wire id may carry
+    client = make_client([odd], app_version="3.\x00\udfff" + "9" * 100)
+    bad = client.record("customers", "c1", BAD)
+    client.sync_now()
+    client.discard(bad, "\x01\x85 " + "why " * 300)
+    client.network_changed(odd.name, False)
+    before = [e["id"] for e in client.journal_events()]
+    report = client.sync_now()
+    assert report.last_error is None  # the server took every report: nothing refused
+    assert not set(before) & set(unacked(client))
+    box = [e for e in client.journal_events() if e["kind"] == "databox"]
+    assert len(box[0]["reason"]) == 64 and "\x01" not in box[0]["reason"]
+
+
+def test_a_long_offline_journal_goes_up_500_events_a_batch(
+    make_client: MakeClient, link: Link
+) -> None:
+    wifi = link("wifi")
+    client = make_client([wifi])
+    for i in range(1_100):
+        client.network_changed("wifi", i % 2 == 1)
+    for _ in range(3):
+        client.sync_now()
+    sizes = [len(r.journal) for b in wifi.batches if (r := report_of(b)) is not None]
+    assert sizes[:2] == [500, 500] and sizes[2] > 100  # oldest first, then the rest
+    assert [e["acked_at"] is None for e in client.journal_events()].count(True) <= 2
