@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -76,6 +77,16 @@ _BY_CODE = (
 log = logging.getLogger("client_sync.journal")
 
 _BY_STATE = sa.select(entries_t.c.state, sa.func.count()).group_by(entries_t.c.state)
+
+
+@dataclass(frozen=True, slots=True)
+class Try:
+    """One send of a batch: the channel, the batch as it went, when, the bytes back."""
+
+    channel: str
+    batch: OutgoingBatch
+    started_ms: int
+    received: int
 
 
 class Sent:
@@ -196,17 +207,13 @@ class Reporter:
 
     # -- answers ---------------------------------------------------------------------
 
-    def answered(
-        self, channel: str, sent: OutgoingBatch, report: Sent | None, started_ms: int, ack: Ack
-    ) -> None:
+    def answered(self, attempt: Try, report: Sent | None, ack: Ack) -> None:
         """Journal an answered attempt; acknowledge what its report carried; run commands."""
-        ok = ack.batch_id == sent.batch_id
-        outcome = "ok" if ok else "server_error"
+        ok = ack.batch_id == attempt.batch.batch_id
         with self._store.write("journal an attempt") as conn:
-            self.journal.link(channel, True, "sync", conn)
-            self.journal.note(
-                "attempt", self._attempt(channel, sent, started_ms, outcome, ack), conn
-            )
+            self.journal.link(attempt.channel, True, "sync", conn)
+            fields = self._attempt(attempt, "ok" if ok else "server_error", ack)
+            self.journal.note("attempt", fields, conn)
             if ok and report is not None:
                 self.journal.acknowledge(report.event_ids, conn)
                 self.commands.reported(report.command_ids, conn)
@@ -216,24 +223,23 @@ class Reporter:
         if ok:
             self.commands.carry_out(ack.commands)
 
-    def failed(self, channel: str, sent: OutgoingBatch, started_ms: int, exc: Exception) -> None:
+    def failed(self, attempt: Try, exc: Exception) -> None:
         """Journal a failed attempt, and the link's state if the failure tells it."""
         with self._store.write("journal an attempt") as conn:
             if isinstance(exc, (TransportError, SyncStopped)):  # LinkFailure: not reached
-                self.journal.link(channel, not isinstance(exc, LinkFailure), "sync", conn)
-            fields = self._attempt(channel, sent, started_ms, attempt_outcome(exc), None)
+                up = not isinstance(exc, LinkFailure)
+                self.journal.link(attempt.channel, up, "sync", conn)
+            fields = self._attempt(attempt, attempt_outcome(exc), None)
             self.journal.note("attempt", fields, conn)
 
-    def _attempt(
-        self, channel: str, sent: OutgoingBatch, started_ms: int, outcome: str, ack: Ack | None
-    ) -> dict[str, Any]:
+    def _attempt(self, attempt: Try, outcome: str, ack: Ack | None) -> dict[str, Any]:
         fields: dict[str, Any] = {
-            "channel": name_text(channel),
-            "started_ms": started_ms,
+            "channel": name_text(attempt.channel),
+            "started_ms": attempt.started_ms,
             "ended_ms": self.journal.now_ms(),
-            "entries": len(sent),
-            "bytes_sent": len(sent.gzipped),
-            "bytes_received": 0 if ack is None else len(encode_ack(ack)),
+            "entries": len(attempt.batch),
+            "bytes_sent": len(attempt.batch.gzipped),
+            "bytes_received": attempt.received,
             "outcome": outcome,
         }
         if ack is not None and ack.server_time_ms is not None:
@@ -258,10 +264,17 @@ class JournaledChannel:
         try:
             ack = self.inner.send(sent)
         except Exception as exc:
-            reporter.failed(self.name, sent, started, exc)
+            reporter.failed(Try(self.name, sent, started, self._received(None)), exc)
             raise
-        reporter.answered(self.name, sent, report, started, ack)
+        reporter.answered(Try(self.name, sent, started, self._received(ack)), report, ack)
         return ack
+
+    def _received(self, ack: Ack | None) -> int:
+        """Bytes of the answer: as the channel counted them (HttpChannel), else the ack's."""
+        counted = getattr(self.inner, "last_received", None)
+        if isinstance(counted, int):
+            return counted
+        return 0 if ack is None else len(encode_ack(ack))
 
     def close(self) -> None:
         """Close the wrapped channel, if it can be closed."""

@@ -10,7 +10,7 @@ import pytest
 from client_sync import State, SyncClient
 from client_sync._journal import message_text, name_text
 from client_sync.errors import LinkFailure
-from tests._doubles import BAD, BAD_VERDICT, FakeClock, Offline
+from tests._doubles import BAD, BAD_VERDICT, Enrolled, FakeClock, Offline, RealServer
 from tests.client_sync.conftest import Link
 
 MakeClient = Callable[..., SyncClient]
@@ -101,3 +101,14 @@ def test_text_is_made_fit_for_the_wire_never_refused() -> None:
     assert name_text("") == "-"
     assert message_text("a\nb\x00\udfff", 1000) == "a\nb\ufffd\ufffd"  # newlines stay
     assert message_text("é" * 2000, 1000) == "é" * 1000
+
+
+def test_an_http_channel_counts_the_bytes_it_received(
+    make_client: MakeClient, server: RealServer, device: Enrolled
+) -> None:
+    wifi = server.channel(device)
+    client = make_client([wifi])
+    client.record("customers", "c1", {"name": "A"})
+    client.sync_now()
+    (attempt,) = [e for e in client.journal_events() if e["kind"] == "attempt"]
+    assert attempt["bytes_received"] == wifi.last_received > 0  # the answer's body, as sent
