@@ -71,16 +71,11 @@ _NOT_NAME = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 #: Characters that may not stand in a message (NUL and lone surrogates).
 _UNSAFE = re.compile("[\x00\ud800-\udfff]")
 
-#: Unacknowledged events that make a report worth a batch of its own: every event
-#: but the attempts that carried no entry (a report-only batch's own attempt, which
-#: would otherwise call for another report-only batch, and so on forever).
-_URGENT = sa.and_(
-    journal_t.c.acked_at.is_(None),
-    sa.or_(
-        journal_t.c.kind != "attempt",
-        sa.func.json_extract(journal_t.c.fields, "$.entries") > 0,
-    ),
-)
+#: Unacknowledged events that make a report worth a batch of its own: every kind but
+#: ``attempt``. Attempts ride with the next report (the next sync's first batch, or the
+#: one ``report_every`` sends): were they news, each report-only batch's own attempt
+#: would call for the next, and each data sync for one more request (rate limits).
+_URGENT = sa.and_(journal_t.c.acked_at.is_(None), journal_t.c.kind != "attempt")
 
 
 def name_text(value: str, most: int = MAX_ID_LENGTH) -> str:
