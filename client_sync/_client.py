@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from protocol.errors import EntryInvalid, FieldsyncError
+from protocol.errors import ClientError, EntryInvalid, FieldsyncError
 from protocol.model import KINDS, Kind
 from protocol.registry import Registry, check_record_id, crm_registry
 
@@ -32,7 +32,7 @@ from ._recording import Tx
 from ._reporting import JournaledChannel, Reporter
 from ._retry import Backoff, RetryPolicy
 from ._states import State, check
-from .errors import OutboxError, SyncStopped
+from .errors import OutboxError, ServerBusy, SyncStopped
 
 #: Default bound of one ``sync_now()`` call, in seconds of the client's monotonic clock.
 SYNC_NOW_TIMEOUT = 60.0
@@ -114,9 +114,10 @@ class SyncClient:
         self._sync_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._crash: BaseException | None = None
+        self._backoff = Backoff(policy, self._channels, rng or random.Random(), monotonic)
         self._drainer = Drainer(
             self._box,
-            Backoff(policy, self._channels, rng or random.Random(), monotonic),
+            self._backoff,
             Isolation(policy.isolate_after),
             self._server_clock,
             halt=self._halt,
@@ -367,9 +368,15 @@ class SyncClient:
         quiet = report.batches == 0 and report.last_error is None and not report.timed_out
         in_time = deadline is None or self._monotonic() < deadline
         if quiet and in_time and not self._halt.is_set() and self._reporter.due():
-            ack = self._reporter.report_only(self._channels.current)
-            if ack is not None and ack.server_time_ms is not None:
-                self._server_clock.observe(self._outbox.store, ack.server_time_ms)
+            try:
+                ack = self._reporter.report_only(self._channels.current)
+            except ServerBusy as exc:
+                self._backoff.failed(exc)  # its Retry-After holds the next pass back too
+            except ClientError:
+                pass  # journaled; the next pass's entries meet it, with their retries
+            else:
+                if ack.server_time_ms is not None:
+                    self._server_clock.observe(self._outbox.store, ack.server_time_ms)
         return report
 
     def _loop(self, interval: float) -> None:

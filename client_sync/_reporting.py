@@ -17,8 +17,8 @@ is: nothing is looked up or rebuilt for it.
 A pass with nothing to send sends a report-only batch (no entries) when there is
 something worth telling (``Journal.urgent``, unreported outcomes) or the last
 report is older than ``report_every``, so the device picks up commands: once per
-pass, one try, its failure journaled and otherwise ignored (the entries' own
-retries are the backoff's job; an empty outbox never waits on the network).
+pass, one try, never retried within the pass (an empty outbox never waits on the
+network); a 429/503's Retry-After goes to the backoff like any other's.
 
 Commands in any ack are carried out (_commands.py) after the ack is journaled.
 """
@@ -43,6 +43,7 @@ from protocol.constants import (
     PROTOCOL_MAJOR,
     REPORT_MINOR,
 )
+from protocol.errors import ClientError
 from protocol.model import Ack, Databox, DataboxCounts, ParkedEntry, Report
 
 from ._batches import OutgoingBatch
@@ -167,14 +168,14 @@ class Reporter:
             return True
         return self.journal.urgent() or bool(self.commands.outcomes(1))
 
-    def report_only(self, channel: Channel) -> Ack | None:
-        """Send a report in a batch of no entries, once; None if it failed (journaled)."""
+    def report_only(self, channel: Channel) -> Ack:
+        """Send a report in a batch of no entries, once (a failure is journaled, raised)."""
         batch = assemble_empty(self._outbox.config.protocol_version, self._outbox.device_id)
         try:
             return channel.send(batch)
-        except Exception as exc:  # journaled by the channel; retries are the next pass's
+        except ClientError as exc:
             log.info("report-only batch on %s failed: %s", channel.name, exc)
-            return None
+            raise
 
     def _status(self, counts: DataboxCounts) -> None:
         self.journal.note(

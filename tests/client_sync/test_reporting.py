@@ -9,10 +9,10 @@ from collections.abc import Callable
 from client_sync import OutgoingBatch, State, SyncClient
 from client_sync._config import JournalConfig
 from client_sync._reporting import with_report
-from client_sync.errors import LinkFailure
+from client_sync.errors import LinkFailure, ServerBusy
 from protocol.codec import assemble_batch, decode_batch, encode_entry
 from protocol.model import Ack, Command, Report
-from tests._doubles import BAD, FakeClock, RealServer, ScriptedChannel, entries_of
+from tests._doubles import BAD, FakeClock, FakeTime, RealServer, ScriptedChannel, entries_of
 from tests.client_sync.conftest import Link
 
 MakeClient = Callable[..., SyncClient]
@@ -202,3 +202,18 @@ def test_a_long_offline_journal_goes_up_500_events_a_batch(
     sizes = [len(r.journal) for b in wifi.batches if (r := report_of(b)) is not None]
     assert sizes[:2] == [500, 500] and sizes[2] > 100  # oldest first, then the rest
     assert [e["acked_at"] is None for e in client.journal_events()].count(True) <= 2
+
+
+def test_a_report_only_batch_told_to_wait_holds_the_next_sync_back(
+    make_client: MakeClient, link: Link
+) -> None:
+    busy = ServerBusy("busy", status=429, retry_after=120.0, channel="wifi")
+    wifi = link("wifi", script=[busy])
+    fake = FakeTime()
+    client = make_client([wifi], sleep=fake.sleep, monotonic=fake)
+    client.sync_now()  # nothing to send: a report-only batch, answered 429 Retry-After 120
+    assert len(wifi.batches) == 1 and fake.sleeps == []
+    client.record("customers", "c1", {"name": "A"})
+    assert client.sync_now().timed_out  # 60 s of bound: not begun, the wait is longer
+    assert client.sync_now(timeout=None).applied == 1
+    assert fake.sleeps == [120.0]  # the entry waited out the server's Retry-After first
