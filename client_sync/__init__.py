@@ -7,7 +7,7 @@ Errors live in ``client_sync.errors``, the ``fieldsync`` command line in
 from ._batches import OutgoingBatch
 from ._channels import Channel, ChannelSet, HttpChannel
 from ._client import SyncClient, SyncStatus
-from ._config import JournalConfig, OutboxConfig
+from ._config import OutboxConfig
 from ._drain import SyncReport
 from ._reads import OutboxEntry
 from ._retry import RetryPolicy
@@ -18,7 +18,6 @@ __all__ = [
     "Channel",
     "ChannelSet",
     "HttpChannel",
-    "JournalConfig",
     "OutboxConfig",
     "OutboxEntry",
     "OutboxFile",

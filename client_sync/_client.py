@@ -20,7 +20,7 @@ from protocol.registry import Registry, check_record_id, crm_registry
 from ._channels import Channel, ChannelSet
 from ._clock import ServerClock
 from ._commands import Commands
-from ._config import JournalConfig, OutboxConfig
+from ._config import OutboxConfig
 from ._databox import DataBox
 from ._drain import Drainer, SyncReport, describe
 from ._isolate import Isolation
@@ -59,8 +59,8 @@ class SyncClient:
     injected ``sleep`` is called as is (tests record it); ``monotonic`` is the clock
     ``sync_now``'s bound and Retry-After are measured on. The client owns its channels
     and closes them on ``close()``. ``clock`` (the device's wall clock) also dates the
-    journal's events; ``app_version`` is reported in them, ``journal`` tunes reports
-    and pruning, and ``free_space`` (bytes free where the outbox lives) is injectable.
+    journal's events; ``app_version`` is reported in them (``config`` also tunes
+    reports and pruning), and ``free_space`` (bytes free where the outbox lives) is injectable.
     """
 
     def __init__(
@@ -78,7 +78,6 @@ class SyncClient:
         config: OutboxConfig | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         app_version: str = "unknown",
-        journal: JournalConfig | None = None,
         free_space: Callable[[], int] | None = None,
     ) -> None:
         ChannelSet(channels)  # refuses an empty list or duplicate names before any file opens
@@ -96,7 +95,6 @@ class SyncClient:
         self._reads = Reads(self._outbox.store)
         self._box = DataBox(self._outbox)
         self._server_clock.load(self._outbox.store)
-        self._journal_config = journal or JournalConfig()
         self._journal = Journal(self._outbox.store, clock)
         self._commands = Commands(self._box, self._journal, clock)
         self._box.on_action = self._commands.on_action
@@ -104,12 +102,11 @@ class SyncClient:
             self._outbox,
             self._journal,
             self._commands,
-            self._journal_config,
             clock=clock,
             free_bytes=free_space or _free_space(self._outbox.path),
             app_version=app_version,
         )
-        self._pruner = Pruner(self._outbox, self._journal_config, clock)
+        self._pruner = Pruner(self._outbox, clock)
         self._channels = ChannelSet(JournaledChannel(c, self._reporter) for c in channels)
         self._sync_lock = threading.Lock()
         self._thread: threading.Thread | None = None

@@ -30,7 +30,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ._config import JournalConfig
 from ._outbox import Outbox
 from ._recording import write_floor
 from ._states import State
@@ -42,10 +41,10 @@ _ACKED = entries_t.c.state == State.ACKED.value
 class Pruner:
     """Deletes what retention no longer keeps, a chunk per transaction."""
 
-    def __init__(self, outbox: Outbox, config: JournalConfig, clock: Callable[[], float]) -> None:
+    def __init__(self, outbox: Outbox, clock: Callable[[], float]) -> None:
         self._outbox = outbox
         self._store = outbox.store
-        self._config = config
+        self._config = outbox.config
         self._clock = clock
         #: Per table, the time before which nothing in it is due (0: look).
         self._due = {"entries": 0.0, "journal": 0.0, "commands": 0.0}

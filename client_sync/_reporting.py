@@ -49,7 +49,6 @@ from protocol.model import Ack, Databox, DataboxCounts, ParkedEntry, Report
 from ._batches import OutgoingBatch
 from ._channels import Channel
 from ._commands import Commands
-from ._config import JournalConfig
 from ._journal import Journal, message_text, name_text
 from ._outbox import Outbox
 from ._states import State
@@ -107,7 +106,6 @@ class Reporter:
         outbox: Outbox,
         journal: Journal,
         commands: Commands,
-        config: JournalConfig,
         *,
         clock: Callable[[], float],
         free_bytes: Callable[[], int],
@@ -117,7 +115,7 @@ class Reporter:
         self._store = outbox.store
         self.journal = journal
         self.commands = commands
-        self.config = config
+        self.config = outbox.config
         self._clock = clock
         self._free_bytes = free_bytes
         self._app_version = name_text(app_version)

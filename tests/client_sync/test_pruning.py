@@ -6,8 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from client_sync import State, SyncClient
-from client_sync._config import JournalConfig
+from client_sync import OutboxConfig, State, SyncClient
 from conflict import hlc
 from tests._doubles import BAD, FakeClock, Offline
 from tests.client_sync.conftest import Link
@@ -22,8 +21,8 @@ def test_acked_entries_go_after_retention_and_seq_and_hlc_go_on(
     make_client: MakeClient, link: Link, db_path: Path
 ) -> None:
     clock = FakeClock()
-    config = JournalConfig(prune_chunk=4)
-    client = make_client([link("wifi")], clock=clock, journal=config)
+    config = OutboxConfig(prune_chunk=4)
+    client = make_client([link("wifi")], clock=clock, config=config)
     for i in range(10):
         client.record("customers", f"c{i}", {"name": "A"})
     parked = client.record("customers", "bad", BAD)
@@ -36,7 +35,7 @@ def test_acked_entries_go_after_retention_and_seq_and_hlc_go_on(
     assert client.entry(parked).state == State.PARKED
     client.close()
 
-    again = make_client([Offline()], clock=clock, journal=config)
+    again = make_client([Offline()], clock=clock, config=config)
     new = again.entry(again.record("customers", "c99", {"name": "B"}))
     assert new.seq == 12  # after the 11 recorded, though 10 rows are gone
     assert hlc.parse(new.hlc) > last_stamp
@@ -62,7 +61,7 @@ def test_journal_events_go_only_once_acknowledged_and_past_retention(
     make_client: MakeClient,
 ) -> None:
     clock = FakeClock()
-    client = make_client([Offline("wifi")], clock=clock, journal=JournalConfig(prune_chunk=2))
+    client = make_client([Offline("wifi")], clock=clock, config=OutboxConfig(prune_chunk=2))
     for up in (False, True, False, True, False):
         client.network_changed("wifi", up)
     events = client.journal_events()
@@ -79,7 +78,7 @@ def test_pruning_holds_the_store_for_one_chunk_at_a_time(
     make_client: MakeClient, link: Link
 ) -> None:
     clock = FakeClock()
-    client = make_client([link("wifi")], clock=clock, journal=JournalConfig(prune_chunk=50))
+    client = make_client([link("wifi")], clock=clock, config=OutboxConfig(prune_chunk=50))
     with client.transaction():
         for i in range(200):
             client.record("customers", f"c{i}", {"name": "A"})

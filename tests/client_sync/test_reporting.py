@@ -6,8 +6,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from client_sync import OutgoingBatch, State, SyncClient
-from client_sync._config import JournalConfig
+from client_sync import OutboxConfig, OutgoingBatch, State, SyncClient
 from client_sync._reporting import with_report
 from client_sync.errors import LinkFailure, ServerBusy
 from protocol.codec import assemble_batch, decode_batch, encode_entry
@@ -37,7 +36,7 @@ def test_the_first_batch_of_a_pass_carries_the_report_the_rest_go_as_they_are(
 ) -> None:
     wifi = link("wifi")
     # report_every=0: every pass that sends nothing reports (an idle loop would, in 300 s)
-    client = make_client([wifi], app_version="3.4.5", journal=JournalConfig(report_every=0))
+    client = make_client([wifi], app_version="3.4.5", config=OutboxConfig(report_every=0))
     client.network_changed("wifi", True)
     before = unacked(client)
     for size in (300, 300):
@@ -81,7 +80,7 @@ def test_an_idle_device_reports_when_due_and_after_any_news(
 ) -> None:
     clock = FakeClock(step=0.0)
     wifi = link("wifi")
-    client = make_client([wifi], clock=clock, journal=JournalConfig(report_every=300))
+    client = make_client([wifi], clock=clock, config=OutboxConfig(report_every=300))
     client.sync_now()
     assert len(wifi.batches) == 1 and report_of(wifi.batches[0]) is not None  # first report
     client.sync_now()
