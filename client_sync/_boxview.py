@@ -293,8 +293,17 @@ def _answered(row: Row, state: State | None) -> Receipt:
     )
 
 
-def prune_receipts(conn: sa.Connection, now: float, retention: float = RECEIPT_RETENTION) -> int:
-    """Delete receipts answered more than ``retention`` seconds before ``now``; how many."""
-    before = now - retention
-    done = conn.execute(receipts_t.delete().where(receipts_t.c.acked_at < before))
+def prune_receipts(
+    conn: sa.Connection,
+    now: float,
+    retention: float = RECEIPT_RETENTION,
+    limit: int | None = None,
+) -> int:
+    """Delete receipts answered more than ``retention`` seconds before ``now`` (the
+    oldest ``limit`` of them, if given); how many."""
+    old = receipts_t.c.acked_at < now - retention
+    if limit is not None:
+        oldest = sa.select(receipts_t.c.op_id).where(old).order_by(receipts_t.c.acked_at)
+        old = receipts_t.c.op_id.in_(oldest.limit(limit).scalar_subquery())
+    done = conn.execute(receipts_t.delete().where(old))
     return int(done.rowcount)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 import time
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from protocol.errors import FieldsyncError
+from protocol.errors import ClientError, FieldsyncError
 from protocol.model import Kind
 from protocol.registry import Registry, crm_registry
 
@@ -19,16 +20,22 @@ from . import _fixes as fixes
 from ._boxview import BoxView, DataBoxCounts, DataBoxEntry, Receipt
 from ._channels import Channel, ChannelSet
 from ._clock import ServerClock
+from ._commands import Commands
 from ._config import OutboxConfig
 from ._databox import DataBox
 from ._drain import Drainer, SyncReport, describe
 from ._isolate import Isolation
+from ._journal import Journal
 from ._outbox import Outbox
+from ._pruning import Pruner
 from ._reads import OutboxEntry, Reads
+from ._reporting import JournaledChannel, Reporter
 from ._retry import Backoff, RetryPolicy
 from ._states import State
 from ._storage import FreeSpace, StorageGuard, disk_free
-from .errors import OutboxError, SyncStopped
+from .errors import OutboxError, ServerBusy, SyncStopped
+
+log = logging.getLogger("client_sync.journal")
 
 #: Default bound of one ``sync_now()`` call, in seconds of the client's monotonic clock.
 SYNC_NOW_TIMEOUT = 60.0
@@ -58,6 +65,8 @@ class SyncClient:
     messages (``"en"``, ``"zh_Hans"``, or an OS tag such as ``"zh-Hans-CN"``; each
     call may override it); ``free_space`` is the storage check's probe (free bytes of
     a directory's filesystem), checked against ``config.min_free_bytes``.
+    ``clock`` (the device's wall clock) also dates the journal's events;
+    ``app_version`` is reported in them (``config`` also tunes reports and pruning).
     """
 
     def __init__(
@@ -76,8 +85,9 @@ class SyncClient:
         monotonic: Callable[[], float] = time.monotonic,
         locale: str | None = None,
         free_space: FreeSpace = disk_free,
+        app_version: str = "unknown",
     ) -> None:
-        self._channels = ChannelSet(channels)
+        ChannelSet(channels)  # refuses an empty list or duplicate names before any file opens
         self.locale = locale
         self._registry = registry if registry is not None else crm_registry()
         self._halt = threading.Event()
@@ -98,6 +108,22 @@ class SyncClient:
         )
         self._clock = clock
         self._server_clock.load(self._outbox.store)
+        self._journal = Journal(self._outbox.store, clock)
+        self._commands = Commands(self._box, self._journal, clock, self._registry)
+        self._box.on_action = self._commands.on_action
+        self._storage.on_refused = self._refused
+        self._refusal = threading.local()  # a refusal inside transaction(): journaled after
+        self._reporter = Reporter(
+            self._outbox,
+            self._journal,
+            self._commands,
+            self._view,
+            clock=clock,
+            free_bytes=self._storage.free,
+            app_version=app_version,
+        )
+        self._pruner = Pruner(self._outbox, clock)
+        self._channels = ChannelSet(JournaledChannel(c, self._reporter) for c in channels)
         self._sync_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._crash: BaseException | None = None
@@ -190,8 +216,14 @@ class SyncClient:
         An exception inside rolls every record of the block back (no seq is used up).
         """
         self._check_open()
-        with self._outbox.recorder.transaction() as tx:
-            yield tx.tx_id
+        try:
+            with self._outbox.recorder.transaction() as tx:
+                yield tx.tx_id
+        finally:
+            free = getattr(self._refusal, "free", None)
+            if free is not None:
+                self._refusal.free = None
+                self._note_refused(free)
         self._wake.set()
 
     # -- syncing ------------------------------------------------------------------
@@ -214,7 +246,7 @@ class SyncClient:
             drainer = self._drainer
             return drainer.report(timed_out=True, error=drainer.last_error_as_client())
         try:
-            return self._drainer.run(deadline)
+            return self._drain(deadline)
         finally:
             self._sync_lock.release()
 
@@ -245,6 +277,49 @@ class SyncClient:
         crash, self._crash = self._crash, None
         if crash is not None:
             raise crash
+
+    def network_changed(self, channel: str, up: bool) -> None:
+        """The OS reports ``channel`` went up or down: journal it; wake the loop when up."""
+        self._check_open()
+        if channel not in {c.name for c in self._channels.channels}:
+            raise ValueError(f"no channel named {channel!r}")
+        if self._journal.link(channel, bool(up), "os") and up:
+            self._wake.set()
+
+    def note_refused(self, free_bytes: int) -> None:
+        """Journal a record refused for want of storage (the storage check calls it)."""
+        self._check_open()
+        self._journal.note_refused(free_bytes)
+
+    def _refused(self, free_bytes: int) -> None:
+        """The storage check's hook: journal the refusal, after the open block if any
+        (its write transaction is this thread's; the refusal rolls it back)."""
+        if self._outbox.recorder.current() is not None:
+            self._refusal.free = free_bytes
+            return
+        self._note_refused(free_bytes)
+
+    def _note_refused(self, free_bytes: int) -> None:
+        """Journal a refusal; a journal that cannot be written never hides StorageLow."""
+        try:
+            self._journal.note_refused(free_bytes)
+        except FieldsyncError as exc:
+            log.warning("could not journal a refused record: %s", exc)
+
+    def journal_events(self, *, after: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
+        """A page of the device journal (``n`` > ``after``), oldest first; see docs/client.md."""
+        self._check_open()
+        return self._journal.events(after=after, limit=limit)
+
+    def command_log(self) -> list[dict[str, Any]]:
+        """Every server command carried out on this device and still kept, with its outcome."""
+        self._check_open()
+        return self._commands.log()
+
+    def prune(self) -> dict[str, int]:
+        """Prune now what retention no longer keeps (the loop does it); rows per table."""
+        self._check_open()
+        return self._pruner.run(self._halt)
 
     def wake(self) -> None:
         """Ask the background loop for a pass now (e.g. when the network comes back)."""
@@ -361,6 +436,24 @@ class SyncClient:
     ) -> tuple[dict[str, Any], int]:
         return fixes.validate(self._registry, collection, record_id, fields, kind)
 
+    def _drain(self, deadline: float | None) -> SyncReport:
+        """One drain pass; then a report-only batch if nothing was sent and one is due."""
+        self._reporter.begin_pass()
+        report = self._drainer.run(deadline)
+        quiet = report.batches == 0 and report.last_error is None and not report.timed_out
+        in_time = deadline is None or self._monotonic() < deadline
+        if quiet and in_time and not self._halt.is_set() and self._reporter.due():
+            try:
+                ack = self._reporter.report_only(self._channels.current)
+            except ServerBusy as exc:
+                self._backoff.failed(exc)  # its Retry-After holds the next pass back too
+            except ClientError:
+                pass  # journaled; the next pass's entries meet it, with their retries
+            else:
+                if ack.server_time_ms is not None:
+                    self._server_clock.observe(self._outbox.store, ack.server_time_ms)
+        return report
+
     def _loop(self, interval: float) -> None:
         while not self._halt.is_set():
             self._wake.wait(interval)
@@ -371,7 +464,8 @@ class SyncClient:
                 continue  # paused until sync_now() gets through again
             try:
                 with self._sync_lock:
-                    self._drainer.run()
+                    self._drain(None)
+                self._pruner.run(self._halt)
             except FieldsyncError as exc:
                 self._drainer.last_error = exc  # e.g. the disk: the next pass tries again
             except BaseException as exc:

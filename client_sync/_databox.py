@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -23,6 +23,9 @@ class DataBox:
     def __init__(self, outbox: Outbox) -> None:
         self.outbox = outbox
         self.reads = Reads(outbox.store)
+        #: Called in each resubmit/discard transaction: (conn, action, op_id, reason,
+        #: new_op_id); the journal's hook (_commands.py).
+        self.on_action: Callable[[Connection, str, str, str, str | None], None] | None = None
 
     def resubmit(
         self, op_id: str, fields: Mapping[str, Any], schema_version: int, reason: str
@@ -89,9 +92,9 @@ class DataBox:
     ) -> None:
         """Keep the audit row of a resubmit or discard, in its transaction.
 
-        JOURNAL HOOK: the one call site where a data-box action is also journaled
-        (``Journal.note_databox(action, op_id, reason, new_op_id=replaced_by, conn=conn)``,
-        h9-journal's ``_journal.py``, not in main yet), so that nothing disappears unseen.
+        ``on_action`` (the journal's hook, _commands.py) runs here, in the same
+        transaction, so that nothing disappears unseen and a command's outcome
+        commits with the change.
         """
         detail = {
             "seq": old.seq,
@@ -112,6 +115,8 @@ class DataBox:
                 detail=canonical_json(detail).decode(),
             )
         )
+        if self.on_action is not None:
+            self.on_action(conn, action, row.op_id, reason, replaced_by)
 
 
 def _link(conn: Connection, links: list[tuple[str, str]]) -> None:

@@ -21,6 +21,7 @@ from ._clock import ServerClock, heal
 from ._databox import DataBox
 from ._failures import classify
 from ._isolate import Group, Isolation
+from ._journal import name_text
 from ._outbox import Applied, Failed, Sent
 from ._prefetch import Prefetch
 from ._reads import Reads
@@ -194,7 +195,7 @@ class Drainer:
         batch, group = taken
         if group is None and self._isolation.idle() and self.prefetch is not None:
             self.prefetch.start(channel.metered)  # batch n+1 is taken while n is sent
-        sent = Sent(channel.name, self._outbox.clock())
+        sent = Sent(name_text(channel.name), self._outbox.clock())  # storable, as journaled
         try:
             ack = channel.send(batch)
             _check_ack(batch, ack, channel.name)

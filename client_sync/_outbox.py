@@ -8,7 +8,7 @@ move first checks each row is in the state it expects. Taking a batch
 (_batches.py chooses and assembles it) moves its rows to in_flight and commits before
 the network is touched; the ack is applied in one transaction; a failed send puts
 the batch back to pending; on open, anything still in_flight (a crash mid-send) goes
-back to pending. Nothing is ever deleted: acked rows stay as history. ``meta`` holds
+back to pending. Acked rows stay as history until pruned (_pruning.py). ``meta`` holds
 the device id, why syncing last stopped, the learnt clock offset and, only where the
 rows cannot say it, a floor for seq and HLC (_recording.py).
 """

@@ -52,9 +52,16 @@ class StorageGuard:
         self._directory = str(Path(path).resolve().parent)
         self.floor = floor
         self._probe = probe
-        #: JOURNAL HOOK (h9-journal): called with the free bytes on every refusal, before
-        #: StorageLow is raised; wire ``Journal.note_refused`` here. The one call site.
+        #: Called with the free bytes on every refusal, before StorageLow is raised:
+        #: SyncClient journals it (``Journal.note_refused``). The one call site.
         self.on_refused: Callable[[int], object] | None = None
+
+    def free(self) -> int:
+        """Free bytes where the store lives now (0 when the filesystem cannot tell)."""
+        try:
+            return max(int(self._probe(self._directory)), 0)
+        except OSError:
+            return 0
 
     def check(self) -> None:
         """Raise StorageLow if free space is under the floor (a floor of 0 never probes)."""

@@ -15,7 +15,9 @@ when a resubmit records the fixed entry; ``collection`` and ``record_id`` are
 stored, in no index), so ``record()`` writes exactly what it wrote before. The
 ``receipts`` table gets one row per entry the server answered, in the ack's
 transaction: it is its own table so that pruning an acknowledged entry (deleting
-its row and body) leaves the receipt, which has its own, longer retention.
+its row and body) leaves the receipt, which has its own, longer retention. The
+device journal's ``journal`` and ``commands`` tables (_journal.py, _commands.py)
+are layout 4 too.
 
 Layout 3 keeps each entry's canonical bytes (``body``, exactly as they
 stand inside a batch: ``protocol.codec.encode_entry``) as the one home of the entry;
@@ -37,7 +39,8 @@ from sqlalchemy.engine import Connection
 from protocol.codec import encode_entry
 from protocol.model import Entry
 
-#: Layout version of the file (``pragma user_version``).
+#: Layout version of the file (``pragma user_version``). Layout 4 adds the device
+#: journal's tables (``journal``, ``commands``: _journal.py, _commands.py).
 LAYOUT = 4
 
 #: Tables every outbox layout has; a keyed database without them is not an outbox.
@@ -138,6 +141,37 @@ audit_t = sa.Table(
     sa.Column("op_id", sa.String, nullable=False),
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("detail", sa.Text, nullable=False),
+)
+
+#: The device journal (_journal.py): one row per event, ``fields`` its kind's members as
+#: canonical JSON; ``acked_at`` is set when the ack of a batch whose report carried it
+#: arrived (NULL: still to be sent).
+journal_t = sa.Table(
+    "journal",
+    metadata,
+    sa.Column("n", sa.Integer, primary_key=True),
+    sa.Column("id", sa.String, nullable=False, unique=True),
+    sa.Column("at_ms", sa.Integer, nullable=False),
+    sa.Column("kind", sa.String, nullable=False),
+    sa.Column("fields", sa.Text, nullable=False),
+    sa.Column("acked_at", sa.Float),
+    sa.Index("journal_acked", "acked_at", "n"),
+)
+
+#: Commands from the server carried out on this device (_commands.py): one row per
+#: command id, so a command delivered again is not carried out again; the outcome is
+#: reported until ``reported_at`` (the ack of the report that carried it).
+commands_t = sa.Table(
+    "commands",
+    metadata,
+    sa.Column("command_id", sa.String, primary_key=True),
+    sa.Column("status", sa.String, nullable=False),
+    sa.Column("code", sa.String),
+    sa.Column("message", sa.Text),
+    sa.Column("new_op_id", sa.String),
+    sa.Column("done_at", sa.Float, nullable=False),
+    sa.Column("reported_at", sa.Float),
+    sa.Index("commands_reported", "reported_at", "done_at"),
 )
 
 #: The columns of a new row, in the order the record path binds them.

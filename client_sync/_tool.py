@@ -12,6 +12,7 @@ from . import _fixes as fixes
 from ._boxview import BoxView, DataBoxCounts, DataBoxEntry, Receipt
 from ._databox import DataBox
 from ._drain import STOPPED_KEY
+from ._journal import Journal
 from ._outbox import Outbox
 from ._reads import OutboxEntry, Reads
 from ._states import State
@@ -28,6 +29,7 @@ class OutboxFile:
         self._reads = Reads(self._outbox.store)
         self._view = BoxView(self._outbox.store)
         self._box = DataBox(self._outbox)
+        self._box.on_action = Journal(self._outbox.store, time.time).on_action  # reported later
         self.path = self._outbox.path
         self.device_id = self._outbox.device_id
 
