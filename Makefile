@@ -9,9 +9,10 @@ STAMP := $(VENV)/.installed-stamp
 # deadline (tests/conftest.py). Plain pytest uses the "dev" profile (fresh examples).
 HYPOTHESIS_PROFILE ?= ci
 
-.PHONY: demo test lint typecheck unit bench bench-quick clean
+.PHONY: demo test lint typecheck unit bench bench-quick clean messages
 
-$(STAMP): pyproject.toml
+# The install step compiles the message catalogues (setup.py), so it reruns when one changes.
+$(STAMP): pyproject.toml setup.py $(wildcard client_sync/locale/*/LC_MESSAGES/*.po)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
@@ -40,6 +41,12 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	$(PY) -m benchmarks --quick
+
+# Re-extract the message ids from the code and merge them into each language's .po.
+messages: $(STAMP)
+	$(VENV)/bin/pybabel extract -F babel.cfg --project fieldsync --version 0.1.0 \
+		-w 100 -o client_sync/locale/fieldsync.pot .
+	$(VENV)/bin/pybabel update -w 100 -D fieldsync -i client_sync/locale/fieldsync.pot -d client_sync/locale
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache demo-run

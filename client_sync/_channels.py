@@ -67,6 +67,8 @@ class HttpChannel:
             raise ValueError("pass local_address or transport, not both")
         self.name = name
         self.metered = metered
+        #: Bytes of the last answer's body as received (0: none came); the journal's.
+        self.last_received = 0
         if transport is None:
             # Retries are the sync loop's business: the transport makes one attempt.
             transport = httpx.HTTPTransport(local_address=local_address, retries=0)
@@ -98,12 +100,14 @@ class HttpChannel:
                 code="too_large",
                 **context,
             )
+        self.last_received = 0
         try:
             response = self._client.post("/v1/batches", content=body)
         except httpx.HTTPError as exc:
             raise LinkFailure(
                 f"{self.name}: {type(exc).__name__}: {exc or 'no detail'}", **context
             ) from exc
+        self.last_received = response.num_bytes_downloaded
         return _answer(response, context)
 
     def close(self) -> None:

@@ -11,6 +11,9 @@ from protocol.constants import (
     PROTOCOL_VERSION,
 )
 
+#: A week, in seconds: how long acknowledged journal events and entries are kept.
+WEEK = 7 * 24 * 3600.0
+
 
 @dataclass(frozen=True, slots=True)
 class OutboxConfig:
@@ -30,6 +33,19 @@ class OutboxConfig:
     #: WAL pages that trigger a checkpoint after a commit (SQLite's default); crash
     #: tests set it small so that kills often land in the middle of a checkpoint.
     wal_autocheckpoint: int = 1_000
+    #: Free bytes the outbox's filesystem must keep: under it, ``record()`` raises
+    #: StorageLow and stores nothing (0 turns the check off). 32 MiB leaves SQLite room
+    #: for its WAL and a checkpoint while the rep frees space.
+    min_free_bytes: int = 32 * 1024 * 1024
+    #: Seconds after which a sync with nothing to send still reports (to get commands).
+    report_every: float = 300.0
+    #: Seconds an acknowledged journal event (and a reported command outcome) is kept.
+    journal_retention: float = WEEK
+    #: Seconds an acknowledged entry is kept after its ack, then pruned (the seq and
+    #: HLC floor survives in meta).
+    entry_retention: float = WEEK
+    #: Rows deleted per pruning transaction: ``record()`` waits for one chunk at most.
+    prune_chunk: int = 500
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_metered_entries <= self.max_entries <= MAX_ENTRIES_PER_BATCH:
@@ -40,5 +56,11 @@ class OutboxConfig:
             raise ValueError(f"max_batch_bytes must be within 1024..{MAX_BATCH_BYTES}")
         if self.busy_timeout_ms < 0:
             raise ValueError("busy_timeout_ms must be >= 0")
+        if self.min_free_bytes < 0:
+            raise ValueError("min_free_bytes must be >= 0 (0: no storage check)")
+        if min(self.report_every, self.journal_retention, self.entry_retention) < 0:
+            raise ValueError("report_every and the retention periods must be >= 0")
+        if self.prune_chunk < 1:
+            raise ValueError("prune_chunk must be >= 1")
         if self.wal_autocheckpoint < 1:
             raise ValueError("wal_autocheckpoint must be >= 1 (0 would let the WAL grow forever)")

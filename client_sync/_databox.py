@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -10,6 +10,7 @@ from sqlalchemy.engine import Connection
 
 from protocol.codec import canonical_json
 
+from ._ids import seq_of
 from ._outbox import Outbox
 from ._reads import OutboxEntry, Reads, Row, row_of, view
 from ._states import State, check
@@ -22,6 +23,9 @@ class DataBox:
     def __init__(self, outbox: Outbox) -> None:
         self.outbox = outbox
         self.reads = Reads(outbox.store)
+        #: Called in each resubmit/discard transaction: (conn, action, op_id, reason,
+        #: new_op_id); the journal's hook (_commands.py).
+        self.on_action: Callable[[Connection, str, str, str, str | None], None] | None = None
 
     def resubmit(
         self, op_id: str, fields: Mapping[str, Any], schema_version: int, reason: str
@@ -45,6 +49,7 @@ class DataBox:
                 .order_by(entries_t.c.seq)
             ).all()
             new_id = ""
+            links: list[tuple[str, str]] = []
             for row in group:
                 old = view(row)
                 mine = row.op_id == op_id
@@ -57,10 +62,12 @@ class DataBox:
                     schema_version=schema_version if mine else old.schema_version,
                 )
                 new_id = new if mine else new_id
+                links.append((new, row.op_id))
                 outbox.move(
                     conn, [(row.seq, row.op_id)], State.PARKED, State.RESUBMITTED, replaced_by=new
                 )
                 self._audit(conn, "resubmit", row, old, reason=reason, replaced_by=new)
+            tx.after_insert.append(lambda: _link(conn, links))
             return new_id
 
     def discard(self, op_id: str, reason: str) -> None:
@@ -83,6 +90,12 @@ class DataBox:
         reason: str,
         replaced_by: str | None = None,
     ) -> None:
+        """Keep the audit row of a resubmit or discard, in its transaction.
+
+        ``on_action`` (the journal's hook, _commands.py) runs here, in the same
+        transaction, so that nothing disappears unseen and a command's outcome
+        commits with the change.
+        """
         detail = {
             "seq": old.seq,
             "tx_id": old.tx_id,
@@ -101,4 +114,17 @@ class DataBox:
                 reason=reason,
                 detail=canonical_json(detail).decode(),
             )
+        )
+        if self.on_action is not None:
+            self.on_action(conn, action, row.op_id, reason, replaced_by)
+
+
+def _link(conn: Connection, links: list[tuple[str, str]]) -> None:
+    """Point each new entry at the parked original it replaces (``resubmit_of``): by the
+    seq its new id carries (_ids.py), the primary key."""
+    for new, original in links:
+        conn.execute(
+            entries_t.update()
+            .where(entries_t.c.seq == seq_of(new), entries_t.c.op_id == new)
+            .values(resubmit_of=original)
         )

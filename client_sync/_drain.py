@@ -19,8 +19,10 @@ from ._batches import OutgoingBatch
 from ._channels import Channel
 from ._clock import ServerClock, heal
 from ._databox import DataBox
+from ._failures import classify
 from ._isolate import Group, Isolation
-from ._outbox import Applied
+from ._journal import name_text
+from ._outbox import Applied, Failed, Sent
 from ._prefetch import Prefetch
 from ._reads import Reads
 from ._retry import Backoff, OutOfTime
@@ -193,6 +195,7 @@ class Drainer:
         batch, group = taken
         if group is None and self._isolation.idle() and self.prefetch is not None:
             self.prefetch.start(channel.metered)  # batch n+1 is taken while n is sent
+        sent = Sent(name_text(channel.name), self._outbox.clock())  # storable, as journaled
         try:
             ack = channel.send(batch)
             _check_ack(batch, ack, channel.name)
@@ -203,9 +206,10 @@ class Drainer:
             if isinstance(exc, FieldsyncError):
                 self.last_error = exc  # shown by status() while the retry waits
             if self._isolation.failed(list(batch.tx_ids), group, exc):
-                self._outbox.park(batch, SERVER_ERROR, _server_error(exc, self._isolation))
+                why = _server_error(exc, self._isolation)
+                self._outbox.park(batch, SERVER_ERROR, why, sent)
                 return batch, Applied(parked=len(batch))
-            self._outbox.release(batch)
+            self._outbox.release(batch, sent, Failed(classify(exc).value, str(exc)))
             raise
         self._isolation.succeeded(group)
         self._backoff.succeeded()
@@ -215,7 +219,7 @@ class Drainer:
             self._outbox.store.set_meta(STOPPED_KEY, None)
 
         def apply() -> Applied:
-            result = self._outbox.apply(batch, ack)
+            result = self._outbox.apply(batch, ack, sent)
             heal(self._box, self._server_clock, batch, ack)
             return result
 

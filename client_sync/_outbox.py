@@ -8,7 +8,7 @@ move first checks each row is in the state it expects. Taking a batch
 (_batches.py chooses and assembles it) moves its rows to in_flight and commits before
 the network is touched; the ack is applied in one transaction; a failed send puts
 the batch back to pending; on open, anything still in_flight (a crash mid-send) goes
-back to pending. Nothing is ever deleted: acked rows stay as history. ``meta`` holds
+back to pending. Acked rows stay as history until pruned (_pruning.py). ``meta`` holds
 the device id, why syncing last stopped, the learnt clock offset and, only where the
 rows cannot say it, a floor for seq and HLC (_recording.py).
 """
@@ -23,7 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from protocol.codec import batch_overhead
+from protocol.codec import batch_overhead, encode_result
 from protocol.constants import MAX_ENTRIES_PER_BATCH
 from protocol.model import Ack
 
@@ -52,6 +52,32 @@ _TX_SPAN = MAX_ENTRIES_PER_BATCH - 1
 
 #: An entry as moves name it: (seq, op_id).
 Key = tuple[int, str]
+
+
+#: A receipt for each entry of an ack, copied from its row in the ack's transaction
+#: (found by seq, the primary key: no id has an index).
+_RECEIPT = (
+    "INSERT OR REPLACE INTO receipts (op_id, seq, collection, record_id, queued_at, sent_at,"
+    " channel, attempts, status, result, acked_at)"
+    " SELECT op_id, seq, collection, record_id, created_at, ?, ?, attempts, ?, ?, ?"
+    " FROM entries WHERE seq = ?"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """One send attempt of a batch: on which channel, when it began (the outbox clock)."""
+
+    channel: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """Why an attempt failed: a ``protocol.reasons.Reason`` value and the error's words."""
+
+    reason: str
+    detail: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,13 +170,17 @@ class Outbox:
             self._launch(conn, rows)
         return self._assemble(rows)
 
-    def release(self, batch: OutgoingBatch) -> None:
-        """Put a batch that did not get an ack back to pending."""
+    def release(
+        self, batch: OutgoingBatch, sent: Sent | None = None, failed: Failed | None = None
+    ) -> None:
+        """Put a batch that did not get an ack back to pending, with the attempt that failed
+        (None: it was never sent, e.g. a batch taken ahead and not used)."""
         with self.store.write("release a batch") as conn:
-            self.move(conn, batch.keys(), State.IN_FLIGHT, State.PENDING)
+            self.move(conn, batch.keys(), State.IN_FLIGHT, State.PENDING, **_attempt(sent, failed))
 
-    def park(self, batch: OutgoingBatch, code: str, message: str) -> None:
+    def park(self, batch: OutgoingBatch, code: str, message: str, sent: Sent | None = None) -> None:
         """Park an in-flight batch with the client's own verdict (the server never gave one)."""
+        failed = Failed(code, message)
         with self.store.write("park a batch") as conn:
             self.move(
                 conn,
@@ -161,9 +191,10 @@ class Outbox:
                 code=code,
                 field=None,
                 message=message,
+                **_attempt(sent, failed),
             )
 
-    def apply(self, batch: OutgoingBatch, ack: Ack) -> Applied:
+    def apply(self, batch: OutgoingBatch, ack: Ack, sent: Sent | None = None) -> Applied:
         """Record the server's verdicts in one transaction: acked or parked with the reason."""
         counts = {"applied": 0, "duplicate": 0, "conflict": 0, "parked": 0}
         # Entries with the same verdict move together: one statement per verdict, not
@@ -186,8 +217,26 @@ class Outbox:
                     code=code,
                     field=field_,
                     message=message,
+                    **_attempt(sent, None),
                 )
+            self._receipts(conn, batch, ack, sent)
         return Applied(**counts)
+
+    def _receipts(
+        self, conn: Connection, batch: OutgoingBatch, ack: Ack, sent: Sent | None
+    ) -> None:
+        """One receipt per answered entry (its row's bytes stay the home of the entry)."""
+        now = self.clock()
+        sent_at, channel = (sent.at, sent.channel) if sent else (now, "")
+        dbapi = conn.connection.driver_connection
+        assert dbapi is not None  # a live connection inside a transaction
+        dbapi.executemany(
+            _RECEIPT,
+            [
+                (sent_at, channel, r.status, encode_result(r), now, seq)
+                for seq, r in zip(batch.seqs, ack.results, strict=True)
+            ],
+        )
 
     def move(
         self,
@@ -272,3 +321,15 @@ def _pending_rows_of(conn: Connection, tx_ids: Sequence[str]) -> list[Row]:
             _ROWS.where(_PENDING, entries_t.c.seq < old_end, entries_t.c.tx_id.in_(list(tx_ids)))
         ).all()
     return sorted(rows, key=lambda r: r.seq)
+
+
+def _attempt(sent: Sent | None, failed: Failed | None) -> dict[str, Any]:
+    """The columns an ended attempt sets (none if the batch was never sent)."""
+    if sent is None:
+        return {}
+    return {
+        "channel": sent.channel,
+        "sent_at": sent.at,
+        "failure": failed.reason if failed else None,
+        "failure_detail": failed.detail if failed else None,
+    }

@@ -65,6 +65,9 @@ class Tx:
     op_ids: list[str] = field(default_factory=list)
     #: (seq, op_id, body) of each entry, inserted at the commit.
     rows: list[tuple[int, str, bytes]] = field(default_factory=list)
+    #: Run after the rows are inserted, before the commit (the data box links a
+    #: resubmitted entry to its original there).
+    after_insert: list[Callable[[], object]] = field(default_factory=list)
 
 
 class Recorder:
@@ -100,6 +103,8 @@ class Recorder:
                 try:
                     yield tx
                     self._insert(tx)
+                    for hook in tx.after_insert:
+                        hook()
                 finally:
                     self._local.tx = None
             # Committed (the ``with`` above returned): only now do the counters move.

@@ -115,6 +115,8 @@ class Backoff:
         #: No request before this (monotonic) time: the last Retry-After, which outlives
         #: a drain pass, so neither a new pass nor ``sync_now()`` comes back early.
         self._not_before = 0.0
+        #: When (monotonic) the next attempt is due after a failure; None after a success.
+        self.next_try: float | None = None
 
     def failed(self, exc: BaseException | None) -> float:
         """Account for one failed attempt; return the wait before the next one."""
@@ -127,6 +129,7 @@ class Backoff:
                 self._switched_at = self._monotonic()
                 log.info("switching to channel %s", self.channels.current.name)
                 self._upcoming = 0.0
+                self.next_try = self._monotonic()
                 return 0.0
         elif isinstance(exc, ServerBusy):
             self.link_failures = 0  # the server answered: the link works
@@ -148,6 +151,7 @@ class Backoff:
             wait = max(wait, held)
             self._not_before = self._monotonic() + held
         self._upcoming = wait
+        self.next_try = self._monotonic() + wait
         return wait
 
     def succeeded(self) -> None:
@@ -156,6 +160,7 @@ class Backoff:
         self.link_failures = 0
         self._previous = self.policy.second_wait
         self._not_before = 0.0
+        self.next_try = None
         on_fallback_for = self._monotonic() - self._switched_at
         if on_fallback_for >= self.policy.prefer_again_after * self.policy.scale:
             self.channels.reset()

@@ -15,7 +15,8 @@ A resubmit does not put the parked row back to pending: the server already holds
 verdict for its op_id (a replay would only get the same rejection back) and has seen
 its seq. The row becomes ``resubmitted`` and the fixed change is recorded as a new
 entry (new op_id, seq, hlc, tx_id), so seq stays gap-free and nothing is rewritten.
-acked, discarded and resubmitted are final; rows are never deleted.
+acked, discarded and resubmitted are final; only acked rows are ever deleted (pruned
+after retention, _pruning.py).
 """
 
 from __future__ import annotations

@@ -1,11 +1,23 @@
 """The device store's tables, its layout version, and the upgrades from older layouts.
 
-Layout 4 (this release) is layout 3 with one index on ``entries`` instead of three:
+Layout 4 (this release) has one index on ``entries`` instead of three:
 ``(state, seq)``. Ids carry the seq of their row (_ids.py), so rows are found by
 op_id or tx_id through the primary key and neither id has an index; each one was
 another encrypted page written by every commit (docs/performance.md). Rows from
 before the upgrade keep their random ids: meta ``IDS_FROM`` is the first seq whose
 ids carry it, and the older rows are searched by id among themselves.
+
+Layout 4 also adds what the data box and delivery receipts read (docs/client.md), all
+written off the record path: ``channel``, ``sent_at``, ``failure`` and
+``failure_detail`` are set when a send attempt ends (release or ack), ``resubmit_of``
+when a resubmit records the fixed entry; ``collection`` and ``record_id`` are
+*virtual* generated columns read out of ``body`` (computed when read, never
+stored, in no index), so ``record()`` writes exactly what it wrote before. The
+``receipts`` table gets one row per entry the server answered, in the ack's
+transaction: it is its own table so that pruning an acknowledged entry (deleting
+its row and body) leaves the receipt, which has its own, longer retention. The
+device journal's ``journal`` and ``commands`` tables (_journal.py, _commands.py)
+are layout 4 too.
 
 Layout 3 keeps each entry's canonical bytes (``body``, exactly as they
 stand inside a batch: ``protocol.codec.encode_entry``) as the one home of the entry;
@@ -27,7 +39,8 @@ from sqlalchemy.engine import Connection
 from protocol.codec import encode_entry
 from protocol.model import Entry
 
-#: Layout version of the file (``pragma user_version``).
+#: Layout version of the file (``pragma user_version``). Layout 4 adds the device
+#: journal's tables (``journal``, ``commands``: _journal.py, _commands.py).
 LAYOUT = 4
 
 #: Tables every outbox layout has; a keyed database without them is not an outbox.
@@ -42,6 +55,12 @@ FLOOR_KEY = "floor"
 IDS_FROM = "ids_from"
 
 metadata = sa.MetaData()
+
+
+def _top(key: str) -> str:
+    """SQL for a top-level member of the entry's canonical JSON body."""
+    return f"json_extract(CAST(body AS TEXT), '$.{key}')"
+
 
 entries_t = sa.Table(
     "entries",
@@ -61,7 +80,49 @@ entries_t = sa.Table(
     sa.Column("replaced_by", sa.String),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
+    # Layout 4: the last send attempt (when, on which channel, and why it failed).
+    sa.Column("channel", sa.String),
+    sa.Column("sent_at", sa.Float),
+    sa.Column("failure", sa.String),
+    sa.Column("failure_detail", sa.Text),
+    sa.Column("resubmit_of", sa.String),
+    # Layout 4: read out of the body when selected; never stored, never indexed.
+    sa.Column("collection", sa.String, sa.Computed(_top("collection"), persisted=False)),
+    sa.Column("record_id", sa.String, sa.Computed(_top("record_id"), persisted=False)),
     sa.Index("entries_state_seq", "state", "seq"),
+)
+
+#: Entry columns layout 4 adds, as ``ALTER TABLE ... ADD COLUMN`` clauses.
+_LAYOUT4_COLUMNS = {
+    "channel": "channel VARCHAR",
+    "sent_at": "sent_at FLOAT",
+    "failure": "failure VARCHAR",
+    "failure_detail": "failure_detail TEXT",
+    "resubmit_of": "resubmit_of VARCHAR",
+    "collection": f"collection VARCHAR GENERATED ALWAYS AS ({_top('collection')}) VIRTUAL",
+    "record_id": f"record_id VARCHAR GENERATED ALWAYS AS ({_top('record_id')}) VIRTUAL",
+}
+
+#: One row per entry the server answered (applied, duplicate, conflict, rejected),
+#: written in the ack's transaction; kept when the entry itself is pruned.
+receipts_t = sa.Table(
+    "receipts",
+    metadata,
+    sa.Column("op_id", sa.String, primary_key=True),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("collection", sa.String, nullable=False),
+    sa.Column("record_id", sa.String, nullable=False),
+    sa.Column("queued_at", sa.Float, nullable=False),
+    sa.Column("sent_at", sa.Float, nullable=False),
+    sa.Column("channel", sa.String, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    #: applied | duplicate | conflict | rejected (a duplicate's original in ``result``).
+    sa.Column("status", sa.String, nullable=False),
+    #: The server's stored result: protocol.codec.encode_result of the Result.
+    sa.Column("result", sa.LargeBinary, nullable=False),
+    sa.Column("acked_at", sa.Float, nullable=False),
+    sa.Index("receipts_record", "collection", "record_id", "seq"),
+    sa.Index("receipts_acked", "acked_at"),
 )
 
 meta_t = sa.Table(
@@ -80,6 +141,37 @@ audit_t = sa.Table(
     sa.Column("op_id", sa.String, nullable=False),
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("detail", sa.Text, nullable=False),
+)
+
+#: The device journal (_journal.py): one row per event, ``fields`` its kind's members as
+#: canonical JSON; ``acked_at`` is set when the ack of a batch whose report carried it
+#: arrived (NULL: still to be sent).
+journal_t = sa.Table(
+    "journal",
+    metadata,
+    sa.Column("n", sa.Integer, primary_key=True),
+    sa.Column("id", sa.String, nullable=False, unique=True),
+    sa.Column("at_ms", sa.Integer, nullable=False),
+    sa.Column("kind", sa.String, nullable=False),
+    sa.Column("fields", sa.Text, nullable=False),
+    sa.Column("acked_at", sa.Float),
+    sa.Index("journal_acked", "acked_at", "n"),
+)
+
+#: Commands from the server carried out on this device (_commands.py): one row per
+#: command id, so a command delivered again is not carried out again; the outcome is
+#: reported until ``reported_at`` (the ack of the report that carried it).
+commands_t = sa.Table(
+    "commands",
+    metadata,
+    sa.Column("command_id", sa.String, primary_key=True),
+    sa.Column("status", sa.String, nullable=False),
+    sa.Column("code", sa.String),
+    sa.Column("message", sa.Text),
+    sa.Column("new_op_id", sa.String),
+    sa.Column("done_at", sa.Float, nullable=False),
+    sa.Column("reported_at", sa.Float),
+    sa.Index("commands_reported", "reported_at", "done_at"),
 )
 
 #: The columns of a new row, in the order the record path binds them.
@@ -154,29 +246,48 @@ def _upgrade_to_3(conn: Connection) -> None:
 
 
 def _upgrade_to_4(conn: Connection) -> None:
-    """Layout 3 -> 4: ``entries`` without the op_id and tx_id indexes; where the old ids end.
+    """Layout 3 -> 4: one index on ``entries``, the data box's columns and tables, IDS_FROM.
 
     The unique op_id constraint is an index SQLite cannot drop, so a table that has
     one is copied into the new shape (a table _upgrade_to_3 just made has none).
+    Rows keep every value; the new columns start empty (NULL: no attempt known), and
+    the generated ones read the bodies already there. Entries answered before the
+    upgrade get no receipt row: their ``state``/``status`` still say it while they last.
     """
-    unique = conn.exec_driver_sql(
-        "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'entries'"
-        " AND name LIKE 'sqlite_autoindex_entries%'"
-    ).scalar_one()
     conn.exec_driver_sql("DROP INDEX IF EXISTS entries_tx")
-    if unique:
-        conn.exec_driver_sql("ALTER TABLE entries RENAME TO entries_3")
-        conn.exec_driver_sql("DROP INDEX IF EXISTS entries_state_seq")
-        metadata.create_all(conn, tables=[entries_t])
-        old = {r.name for r in conn.exec_driver_sql("PRAGMA table_info(entries_3)")}
-        columns = ", ".join(c.name for c in entries_t.columns if c.name in old)
-        conn.exec_driver_sql(
-            f"INSERT INTO entries ({columns}) SELECT {columns} FROM entries_3 ORDER BY seq"
-        )
-        conn.exec_driver_sql("DROP TABLE entries_3")
+    if _has_unique_op_id(conn):
+        _rebuild_entries(conn)
+    have = {row[1] for row in conn.exec_driver_sql("pragma table_xinfo(entries)")}
+    for name, clause in _LAYOUT4_COLUMNS.items():
+        if name not in have:
+            conn.exec_driver_sql(f"ALTER TABLE entries ADD COLUMN {clause}")
+    metadata.create_all(conn)  # only the tables (and their indexes) that are missing
     last = conn.exec_driver_sql("SELECT max(seq) FROM entries").scalar()
     conn.execute(meta_t.insert().values(key=IDS_FROM, value=str((last or 0) + 1)))
     conn.exec_driver_sql(f"pragma user_version = {LAYOUT}")
+
+
+def _has_unique_op_id(conn: Connection) -> bool:
+    """Whether ``entries`` still carries layout 3's unique op_id index."""
+    count = conn.exec_driver_sql(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'entries'"
+        " AND name LIKE 'sqlite_autoindex_entries%'"
+    ).scalar_one()
+    return bool(count)
+
+
+def _rebuild_entries(conn: Connection) -> None:
+    """Copy ``entries`` into layout 4's shape: only the stored columns the old table has."""
+    conn.exec_driver_sql("ALTER TABLE entries RENAME TO entries_3")
+    conn.exec_driver_sql("DROP INDEX IF EXISTS entries_state_seq")
+    metadata.create_all(conn, tables=[entries_t])
+    old = {r[1] for r in conn.exec_driver_sql("pragma table_xinfo(entries_3)") if r[6] == 0}
+    stored = [c.name for c in entries_t.columns if c.computed is None and c.name in old]
+    columns = ", ".join(stored)
+    conn.exec_driver_sql(
+        f"INSERT INTO entries ({columns}) SELECT {columns} FROM entries_3 ORDER BY seq"
+    )
+    conn.exec_driver_sql("DROP TABLE entries_3")
 
 
 def _layout3_row(row: Any, device_id: str) -> dict[str, Any]:

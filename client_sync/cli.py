@@ -17,7 +17,10 @@ from typing import Any
 import click
 
 from client_sync import OutboxFile
-from protocol.errors import FieldsyncError
+from client_sync._messages import LANGUAGES
+from protocol.errors import EntryInvalid, FieldsyncError
+
+from ._boxtable import _BoxArgs, box_json, box_table, corrections
 
 KEY_BYTES = 32
 #: Where ``--passphrase`` looks before it asks.
@@ -114,6 +117,75 @@ def discard(db: str, key_file: str | None, passphrase: bool, reason: str, op_id:
     click.echo(f"discarded {op_id}")
 
 
+@main.group(invoke_without_command=True)
+@click.option("--db", "db", required=True, type=click.Path(dir_okay=False), help="Outbox file.")
+@key_options
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option(
+    "--lang",
+    type=click.Choice(LANGUAGES),
+    default=LANGUAGES[0],
+    show_default=True,
+    help="Language of the messages.",
+)
+@click.pass_context
+def outbox(
+    ctx: click.Context,
+    *,
+    db: str,
+    key_file: str | None,
+    passphrase: bool,
+    as_json: bool,
+    lang: str,
+) -> None:
+    """The offline data box: every entry not yet on the server, and why; resubmit, discard."""
+    ctx.obj = _BoxArgs(db, key_file, passphrase, as_json, lang)
+    if ctx.invoked_subcommand is not None:
+        return
+    with _outbox(db, key_file, passphrase) as box:
+        entries = box.databox(locale=lang)
+        counts = box.databox_counts()
+        device_id = box.device_id
+    if as_json:
+        click.echo(json.dumps(box_json(device_id, entries, counts), sort_keys=True))
+        return
+    for line in box_table(db, device_id, entries, counts):
+        click.echo(line)
+
+
+@outbox.command("resubmit")
+@click.argument("op_id")
+@click.option(
+    "--field", "texts", multiple=True, metavar="NAME=VALUE", help="Set a field to this text."
+)
+@click.option(
+    "--json-field", "jsons", multiple=True, metavar="NAME=JSON", help="Set a field to a JSON value."
+)
+@click.option("--reason", required=True, help="Why (kept in the audit log and the journal).")
+@click.pass_obj
+def outbox_resubmit(
+    args: _BoxArgs, op_id: str, texts: tuple[str, ...], jsons: tuple[str, ...], reason: str
+) -> None:
+    """Send the parked entry OP_ID again, with the fields given corrected."""
+    fixes = corrections(texts, jsons)
+    with _outbox(args.db, args.key_file, args.passphrase) as box:
+        fields = {**box.entry(op_id).fields, **fixes}
+        new_id = box.resubmit(op_id, fields, reason)
+    _done(args, {"action": "resubmit", "op_id": op_id, "new_op_id": new_id},
+          f"resubmitted {op_id} as {new_id}")  # fmt: skip
+
+
+@outbox.command("discard")
+@click.argument("op_id")
+@click.option("--reason", required=True, help="Why (kept in the audit log and the journal).")
+@click.pass_obj
+def outbox_discard(args: _BoxArgs, op_id: str, reason: str) -> None:
+    """Give up the parked entry OP_ID (audited, journaled)."""
+    with _outbox(args.db, args.key_file, args.passphrase) as box:
+        box.discard(op_id, reason)
+    _done(args, {"action": "discard", "op_id": op_id}, f"discarded {op_id}")
+
+
 def outbox_key(key_file: str | None, passphrase: bool) -> bytes | str:
     """The raw key from ``key_file``, or the passphrase from the environment or a prompt."""
     if (key_file is None) == (not passphrase):
@@ -158,10 +230,16 @@ def _outbox(db: str, key_file: str | None, passphrase: bool) -> Iterator[OutboxF
         raise click.ClickException(str(exc)) from None
     try:
         yield outbox
+    except EntryInvalid as exc:
+        raise click.ClickException(f"{exc.code}: {exc}") from None
     except (FieldsyncError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     finally:
         outbox.close()
+
+
+def _done(args: _BoxArgs, out: dict[str, Any], line: str) -> None:
+    click.echo(json.dumps(out, sort_keys=True) if args.as_json else line)
 
 
 if __name__ == "__main__":

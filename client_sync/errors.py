@@ -7,6 +7,8 @@
     │   ├── NotAnOutbox              no such file, empty, plain SQLite, not whole pages, or an
     │   │                            encrypted database of another app
     │   ├── UnknownEntry             no entry with that op_id
+    │   ├── StorageLow               free space under the floor: the record was refused,
+    │   │                            nothing stored (reason ``storage_low``)
     │   └── IllegalTransition        a state change the table in _states.py forbids
     ├── TransportError   retryable   a batch did not get through; every entry is kept
     │   ├── LinkFailure              network error, timeout, or an answer that is not the
@@ -14,6 +16,8 @@
     │   │                            toward switching channel
     │   └── ServerBusy               429 or 5xx: the link works, the server asks us to wait
     │                                (``retry_after`` seconds); never switches channel
+    ├── MessagesMissing              a compiled message catalogue is not installed (a
+    │                                build that skipped setup.py's compile step)
     └── SyncStopped                  the server said no in a way retrying cannot fix: stop,
         │                            keep every entry, surface the reason
         ├── AuthRejected             401/403: unauthorized, device_revoked, wrong_device
@@ -42,9 +46,11 @@ __all__ = [
     "DamagedOutbox",
     "IllegalTransition",
     "LinkFailure",
+    "MessagesMissing",
     "NotAnOutbox",
     "OutboxError",
     "ServerBusy",
+    "StorageLow",
     "SyncStopped",
     "TransportError",
     "UnknownEntry",
@@ -103,6 +109,35 @@ class IllegalTransition(OutboxError):
         self.src = src
         self.dst = dst
         self.op_id = op_id
+
+
+class StorageLow(OutboxError):
+    """Free space on the outbox's filesystem is under the floor: the record was refused.
+
+    Nothing was stored, and nothing stored was touched; ``reason`` is ``storage_low``.
+    """
+
+    reason = "storage_low"
+
+    def __init__(self, path: str, free_bytes: int, floor: int) -> None:
+        super().__init__(
+            f"storage low: {free_bytes} bytes free where {path} lives, under the floor of "
+            f"{floor}; the record was not stored",
+            path=path,
+        )
+        self.free_bytes = free_bytes
+        self.floor = floor
+
+
+class MessagesMissing(ClientError):
+    """A compiled message catalogue (.mo) is missing: the package was built without them."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(
+            f"message catalogue {path} is missing: build or install the package "
+            "(pip install -e . compiles the .po files)"
+        )
+        self.path = path
 
 
 class _SendError(ClientError):

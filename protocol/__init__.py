@@ -21,6 +21,7 @@ from .errors import (
 )
 from .model import Ack, Batch, Command, Entry, Kind, Report, Result, Status
 from .phone import normalize_cn_mobile
+from .reasons import Reason, reason_of
 from .registry import Collection, FieldSpec, Registry, crm_registry
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "FieldsyncError",
     "Kind",
     "ProtocolError",
+    "Reason",
     "Registry",
     "Report",
     "Result",
@@ -51,5 +53,6 @@ __all__ = [
     "encode_ack",
     "encode_batch",
     "normalize_cn_mobile",
+    "reason_of",
     "to_wire",
 ]

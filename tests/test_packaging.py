@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from client_sync._messages import message
+from protocol.reasons import Reason
 from simulations.procs import enrol, server_process
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,7 +51,10 @@ channel = HttpChannel("wifi", url, token)
 with SyncClient(path, bytes(range(32)), device_id=device_id, channels=[channel]) as client:
     op_id = client.record("customers", "c-1", {"name": "Zhang Wei", "phone": "13912345678"})
     report = client.sync_now()
-    print(json.dumps({"op_id": op_id, "stats": client.stats(), "modules": sorted(sys.modules)}))
+    words = client.databox(locale="zh_Hans") == [] and client.receipt(op_id).stage
+    from client_sync._messages import message
+    print(json.dumps({"op_id": op_id, "stats": client.stats(), "modules": sorted(sys.modules),
+                      "stage": words, "zh": message("timeout", "zh_Hans")}))
 """
 
 FIND = """
@@ -74,8 +79,11 @@ def client_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     source = base / "fieldsync"
     source.mkdir()
     for name in SOURCES:
-        shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("pyproject.toml", "README.md"):
+        # No .mo: the build must compile the message catalogues itself (setup.py).
+        shutil.copytree(
+            ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__", "*.mo")
+        )
+    for name in ("pyproject.toml", "README.md", "setup.py"):
         shutil.copy(ROOT / name, source / name)
     venv = base / "venv"
     _run([sys.executable, "-m", "venv", str(venv)], base, 120)
@@ -118,6 +126,9 @@ def test_a_client_only_install_records_and_syncs_with_a_real_server(
     answer = json.loads(out.splitlines()[-1])
     assert [(row.op_id, row.status) for row in rows] == [(answer["op_id"], "applied")]
     assert answer["stats"]["acked"] == 1 and answer["stats"]["pending"] == 0
+    assert answer["stage"] == "applied"
+    # The installed package reads the catalogue its build compiled (none was copied).
+    assert answer["zh"] == message(Reason.TIMEOUT, "zh_Hans") and "超时" in answer["zh"]
     loaded = {name.split(".")[0] for name in answer["modules"]}
     assert loaded.isdisjoint(SERVER_ONLY), "the client imported a server package"
     assert "client_sync" in loaded

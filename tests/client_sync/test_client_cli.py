@@ -140,6 +140,9 @@ def test_discard_from_the_command_line_is_audited(
     ) as client:
         assert client.entry(bad).state == "discarded"
         assert client.audit_log()[0]["reason"] == "dup"
+        # Journaled too, so the next report tells the server: nothing goes unseen.
+        box = [e for e in client.journal_events() if e["kind"] == "databox"]
+        assert [(e["action"], e["op_id"], e["reason"]) for e in box] == [("discard", bad, "dup")]
 
 
 @pytest.mark.parametrize(

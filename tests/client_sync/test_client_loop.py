@@ -149,8 +149,8 @@ def test_the_loop_pauses_after_a_refusal_until_a_sync_gets_through(
     wifi = link("wifi", script=[AuthRejected("revoked", code="device_revoked")])
     client = make_client([wifi], sleep=None)
     passes = observed(client)
+    client.record("customers", "c1", {"name": "A"})  # the first pass sends it, not a report
     client.start(interval=3600)
-    client.record("customers", "c1", {"name": "A"})
     settle(client, passes)
     assert client.status().stopped is not None and len(wifi.batches) == 1
     client.record("customers", "c2", {"name": "B"})

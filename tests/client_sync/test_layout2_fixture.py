@@ -95,7 +95,7 @@ def test_old_outbox_opens_and_drains_the_bytes_it_would_have_sent(
         batch = decode_batch(body)
         expected = [r["entry"].encode() for r in waiting]
         assert body == assemble_batch(
-            batch.protocol_version, batch.batch_id, batch.device_id, expected
+            batch.protocol_version, batch.batch_id, batch.device_id, expected, batch.report
         )
 
         # The data box survived: the parked pair resubmits, the discard is audited.

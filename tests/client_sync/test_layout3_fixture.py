@@ -18,7 +18,7 @@ import sqlcipher3
 
 from client_sync import State, SyncClient
 from client_sync._ids import seq_of
-from client_sync._tables import IDS_FROM, LAYOUT
+from client_sync._tables import _LAYOUT4_COLUMNS, IDS_FROM, LAYOUT
 from client_sync.errors import UnknownEntry
 from tests._doubles import FakeClock, Offline, RealServer, lenient_registry
 
@@ -72,6 +72,13 @@ def test_the_upgrade_keeps_every_row_and_drops_the_id_indexes(
     assert _raw(old_outbox, f"SELECT value FROM meta WHERE key = '{IDS_FROM}'") == [
         (str(ROWS[-1]["seq"] + 1),)
     ]
+    # The rebuilt table also has the data box's columns (h9-box) and its tables.
+    columns = {c[1] for c in _raw(old_outbox, "pragma table_xinfo(entries)")}
+    assert columns >= set(_LAYOUT4_COLUMNS)
+    assert _raw(old_outbox, "SELECT count(*) FROM receipts") == [(0,)]
+    virtual = _raw(old_outbox, "SELECT collection, record_id FROM entries ORDER BY seq")
+    bodies = [json.loads(r["body"]) for r in ROWS]
+    assert virtual == [(b["collection"], b["record_id"]) for b in bodies]
 
 
 def test_old_rows_are_found_by_their_random_ids_and_new_ones_by_the_seq_they_carry(
@@ -122,10 +129,13 @@ def test_the_old_outbox_drains_its_stored_bytes(old_outbox: Path, tmp_path: Path
             registry=lenient_registry(),
             clock=FakeClock(),
         ) as client:
-            client.record("customers", "after", {"name": "After"})
+            new = client.record("customers", "after", {"name": "After"})
             report = client.sync_now()
             assert report.remaining == 0 and report.applied == 7, report
             stats = client.stats()
+            # Receipts are written for old rows (random ids) and new ones alike.
+            old = next(r["op_id"] for r in ROWS if r["state"] == "pending")
+            assert client.receipt(old).stage == client.receipt(new).stage == "applied"
         assert stats[State.ACKED] == 4 + 7 and stats[State.PARKED] == 2
     finally:
         server.close()

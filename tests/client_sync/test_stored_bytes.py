@@ -78,8 +78,9 @@ def test_a_batch_is_the_stored_bytes_with_the_transactions_count(
     for entry in sent:
         assert encode_entry(entry) == stored[entry.op_id]  # re-encoding gives the same bytes
     assert b",".join(stored[e.op_id] for e in sent) in batch.body
-    # Nothing per record in meta (the server's clock offset is the sync's).
-    assert set(meta) <= {"device_id", "clock_offset_ms"}
+    # Nothing per record in meta (the server's clock offset and the links' states are
+    # the sync's).
+    assert set(meta) <= {"device_id", "clock_offset_ms", "links"}
 
 
 def test_a_field_named_tx_count_is_left_alone(tmp_path: Path) -> None:
