@@ -1,15 +1,27 @@
 """Channels: move one batch's bytes, return its ack. Fallback is a ChannelSet, not a flag.
 
 A channel knows nothing of the outbox or of retrying; it maps what happened on the
-wire to the error tree (``client_sync.errors``) and returns an Ack only when the
-server's answer is one. HttpChannel speaks the server's HTTP contract:
+wire to the error tree (``client_sync.errors``), each error with its failure reason
+(``_failures``), and returns an Ack only when the server's answer is one.
+HttpChannel speaks the server's HTTP contract:
 
-    200 + valid Ack  -> the Ack             200 + anything else -> LinkFailure
-    400, 413         -> BatchRefused        401, 403            -> AuthRejected(code)
-    426              -> UpgradeRequired     429, 5xx (not 511)  -> ServerBusy(Retry-After)
-    connect/read/timeout/protocol errors, redirects, 511 and any other status whose
-    body is not a fieldsync JSON error -> LinkFailure (something that is not our
-    server answered: a captive portal, a proxy); another fieldsync error -> BatchRefused.
+    200 + valid Ack      -> the Ack
+    429, 5xx (not 511)   -> ServerBusy(Retry-After): rate_limited, server_error
+    401, 403 + JSON      -> AuthRejected(code): unauthorised, device_revoked
+    426 + JSON           -> UpgradeRequired: upgrade_required
+    other status + JSON  -> BatchRefused (400, 413, 404 ...): server_error
+    connect/read/TLS/timeout errors -> LinkFailure: network_unreachable, dns_failure,
+                            timeout, tls_certificate_expired, tls_certificate_untrusted
+
+An answer our server never gives is a captive portal (or a proxy or firewall between
+the device and the server), LinkFailure ``captive_portal``: a 200 whose body is not an
+ack (a login page), any redirect (3xx) except one from http to https on the same host,
+default ports (the channel's URL lacks https: ``server_error``), and any other status (511,
+407, a 403 or 404 HTML page) whose body is not a fieldsync JSON error. The server and
+its nginx front answer every error in that JSON shape and never redirect.
+
+TLS is always verified (``_tls``): against the system store, or ``ca_bundle``; with
+``pins``, the server's public key must be one of them.
 """
 
 from __future__ import annotations
@@ -18,6 +30,7 @@ import email.utils
 import json
 import math
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import httpx
@@ -26,8 +39,11 @@ from protocol.codec import decode_ack
 from protocol.constants import MAX_WIRE_BYTES, MEDIA_TYPE
 from protocol.errors import ProtocolError
 from protocol.model import Ack
+from protocol.reasons import Reason
 
 from ._batches import OutgoingBatch
+from ._failures import classify, of_answer
+from ._tls import client_context
 from .errors import (
     AuthRejected,
     BatchRefused,
@@ -50,7 +66,14 @@ class Channel(Protocol):
 
 
 class HttpChannel:
-    """POST batches to ``{base_url}/v1/batches`` over one network path."""
+    """POST batches to ``{base_url}/v1/batches`` over one network path.
+
+    ``timeout`` bounds connecting and each read and write, in seconds. An https URL is
+    verified against the system's CA store, or only the CAs of ``ca_bundle`` (a PEM
+    file); ``pins`` (``sha256/<base64>``) also require one of these public keys.
+    ``transport`` (tests: ``httpx.WSGITransport``) excludes ``local_address``,
+    ``ca_bundle`` and ``pins``, which configure the transport this channel makes.
+    """
 
     def __init__(
         self,
@@ -62,17 +85,22 @@ class HttpChannel:
         metered: bool = False,
         timeout: float = 30.0,
         transport: httpx.BaseTransport | None = None,
+        ca_bundle: str | Path | None = None,
+        pins: Iterable[str] = (),
     ) -> None:
-        if transport is not None and local_address is not None:
-            raise ValueError("pass local_address or transport, not both")
+        pins = tuple(pins)
+        if transport is not None and (local_address is not None or ca_bundle or pins):
+            raise ValueError("pass local_address, ca_bundle or pins, or a transport: not both")
         self.name = name
         self.metered = metered
+        verify = client_context(ca_bundle, pins)
         if transport is None:
             # Retries are the sync loop's business: the transport makes one attempt.
-            transport = httpx.HTTPTransport(local_address=local_address, retries=0)
+            transport = httpx.HTTPTransport(local_address=local_address, retries=0, verify=verify)
         self._client = httpx.Client(
             base_url=base_url,
             transport=transport,
+            verify=verify,  # also for a proxy taken from the environment
             timeout=timeout,
             follow_redirects=False,
             headers={
@@ -101,8 +129,11 @@ class HttpChannel:
         try:
             response = self._client.post("/v1/batches", content=body)
         except httpx.HTTPError as exc:
+            reason = classify(exc)
             raise LinkFailure(
-                f"{self.name}: {type(exc).__name__}: {exc or 'no detail'}", **context
+                f"{self.name}: {reason}: {type(exc).__name__}: {exc or 'no detail'}",
+                reason=reason,
+                **context,
             ) from exc
         return _answer(response, context)
 
@@ -164,28 +195,58 @@ def _answer(response: httpx.Response, context: dict[str, Any]) -> Ack:
             return decode_ack(response.content)
         except ProtocolError as exc:
             kind = response.headers.get("content-type", "no content-type")
-            raise LinkFailure(
-                f"{where} but the body ({kind}) is not an ack (captive portal?): {exc}",
-                status=status,
-                **context,
-            ) from exc
+            raise _portal(f"{where} but the body ({kind}) is not an ack", status, context) from exc
+    if 300 <= status <= 399:
+        raise _redirect(response, where, context)
     code, message = _error_body(response)
     detail = f"{where}{f' {code}' if code else ''}: {message or response.reason_phrase}"
-    if status in (401, 403):
-        raise AuthRejected(detail, status=status, code=code or "unauthorized", **context)
-    if status == 426:
-        raise UpgradeRequired(
-            f"upgrade required: {detail}", status=status, code=code or "upgrade_required", **context
-        )
-    if status in (400, 413):
-        raise BatchRefused(detail, status=status, code=code, **context)
+    reason = of_answer(status, code)
     if status == 429 or (500 <= status <= 599 and status != 511):
         raise ServerBusy(
-            detail, status=status, code=code, retry_after=_retry_after(response), **context
+            detail, status=status, code=code, reason=reason,
+            retry_after=_retry_after(response), **context,
+        )  # fmt: skip
+    if code is None:
+        raise _portal(f"{detail}, not a fieldsync error", status, context)
+    if status in (401, 403):
+        raise AuthRejected(detail, status=status, code=code, reason=reason, **context)
+    if status == 426:
+        raise UpgradeRequired(
+            f"upgrade required: {detail}", status=status, code=code, reason=reason, **context
         )
-    if code is not None:
-        raise BatchRefused(detail, status=status, code=code, **context)
-    raise LinkFailure(f"{detail} (not the fieldsync server)", status=status, **context)
+    raise BatchRefused(detail, status=status, code=code, reason=Reason.SERVER_ERROR, **context)
+
+
+def _portal(detail: str, status: int, context: dict[str, Any]) -> LinkFailure:
+    """An answer our server never gives: something between us and it answered."""
+    return LinkFailure(
+        f"{detail} (captive portal?)", status=status, reason=Reason.CAPTIVE_PORTAL, **context
+    )
+
+
+def _redirect(response: httpx.Response, where: str, context: dict[str, Any]) -> LinkFailure:
+    """A 3xx: a portal's, unless it is http -> https on the same host and port."""
+    status = response.status_code
+    location = response.headers.get("location", "")[:2000]
+    try:
+        target = response.request.url.join(location)
+    except httpx.InvalidURL:
+        return _portal(f"{where} to an invalid location {location!r:.200}", status, context)
+    sent = response.request.url
+    https_of_ours = (
+        (sent.scheme, target.scheme) == ("http", "https")
+        and target.host == sent.host
+        and target.port in (None, 443)
+        and sent.port in (None, 80)
+    )
+    if not https_of_ours:
+        return _portal(f"{where} to {str(target)[:200]}", status, context)
+    return LinkFailure(
+        f"{where}: the server redirects to {target}; use its https URL for this channel",
+        status=status,
+        reason=Reason.SERVER_ERROR,
+        **context,
+    )
 
 
 def _error_body(response: httpx.Response) -> tuple[str | None, str | None]:

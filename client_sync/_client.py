@@ -13,6 +13,7 @@ from typing import Any
 
 from protocol.errors import EntryInvalid, FieldsyncError
 from protocol.model import KINDS, Kind
+from protocol.reasons import Reason
 from protocol.registry import Registry, check_record_id, crm_registry
 
 from ._channels import Channel, ChannelSet
@@ -20,6 +21,7 @@ from ._clock import ServerClock
 from ._config import OutboxConfig
 from ._databox import DataBox
 from ._drain import Drainer, SyncReport, describe
+from ._failures import classify
 from ._isolate import Isolation
 from ._outbox import Outbox
 from ._reads import OutboxEntry, Reads
@@ -34,13 +36,14 @@ SYNC_NOW_TIMEOUT = 60.0
 
 @dataclass(frozen=True, slots=True)
 class SyncStatus:
-    """The sync state an app shows: why it stopped, the last error, the channel in use."""
+    """The sync state an app shows: why it stopped, the last error and its failure code."""
 
     stopped: str | None
     last_error: str | None
     channel: str
     failures: int
     running: bool
+    reason: Reason | None = None
 
 
 class SyncClient:
@@ -240,6 +243,7 @@ class SyncClient:
             channel=self._channels.current.name,
             failures=self._drainer.backoff_failures(),
             running=self._thread is not None and self._thread.is_alive(),
+            reason=classify(last) if last else None,
         )
 
     # -- the offline data box -------------------------------------------------------

@@ -14,11 +14,13 @@ from dataclasses import dataclass
 
 from protocol.errors import ClientError, FieldsyncError
 from protocol.model import Ack
+from protocol.reasons import Reason
 
 from ._batches import OutgoingBatch
 from ._channels import Channel
 from ._clock import ServerClock, heal
 from ._databox import DataBox
+from ._failures import classify
 from ._isolate import Group, Isolation
 from ._outbox import Applied
 from ._prefetch import Prefetch
@@ -38,8 +40,8 @@ SERVER_ERROR = "server_error"
 class SyncReport:
     """What one drain pass did: batches acked, entries in them by verdict, what is left.
 
-    ``remaining`` entries are still pending; ``last_error`` says why (None: drained);
-    ``failures`` counts failed sends in this pass; ``timed_out`` is True when the pass
+    ``remaining`` entries are still pending; ``last_error`` says why (None: drained)
+    and ``reason`` is its failure code (``protocol.reasons.Reason``); ``failures`` counts failed sends in this pass; ``timed_out`` is True when the pass
     ended at its time bound; ``held`` counts transactions set aside while the client
     isolates one the server keeps failing on (docs/client.md).
     """
@@ -57,11 +59,17 @@ class SyncReport:
     held: int = 0
 
     @property
+    def reason(self) -> Reason | None:
+        """The failure code of ``last_error`` (None when there was no failure)."""
+        return None if self.last_error is None else classify(self.last_error)
+
+    @property
     def why(self) -> str | None:
         """One line on why entries remain (None when nothing does)."""
         if not self.remaining:
             return None
-        cause = str(self.last_error) if self.last_error else "no failure recorded"
+        last = self.last_error
+        cause = f"[{classify(last)}] {last}" if last else "no failure recorded"
         bound = "timed out; " if self.timed_out else ""
         return f"{self.remaining} pending after {self.failures} failed sends: {bound}{cause}"
 

@@ -9,9 +9,9 @@
     │   ├── UnknownEntry             no entry with that op_id
     │   └── IllegalTransition        a state change the table in _states.py forbids
     ├── TransportError   retryable   a batch did not get through; every entry is kept
-    │   ├── LinkFailure              network error, timeout, or an answer that is not the
-    │   │                            server's (captive portal HTML, a redirect); counts
-    │   │                            toward switching channel
+    │   ├── LinkFailure              network error, timeout, TLS failure, or an answer that
+    │   │                            is not the server's (captive portal HTML, a redirect);
+    │   │                            counts toward switching channel
     │   └── ServerBusy               429 or 5xx: the link works, the server asks us to wait
     │                                (``retry_after`` seconds); never switches channel
     └── SyncStopped                  the server said no in a way retrying cannot fix: stop,
@@ -20,6 +20,10 @@
         ├── UpgradeRequired          426: the server does not speak our protocol/schema
         ├── BatchRefused             400/413 or another refusal: a client bug, surfaced
         └── AckMismatch              a well-formed ack that does not answer the batch sent
+
+Every send error carries ``reason``, a ``protocol.reasons.Reason`` (the failure code the
+sync report, the journal and the data box show): the channel sets it from the cause
+(``_failures.classify``); without one, the class's ``default_reason`` stands.
 
 None of the three opening errors (WrongKey, DamagedOutbox, NotAnOutbox) deletes,
 truncates or writes the file or its -wal; see "Opening" in _outbox.py.
@@ -33,6 +37,7 @@ from __future__ import annotations
 from typing import Any
 
 from protocol.errors import ClientError
+from protocol.reasons import Reason
 
 __all__ = [
     "AckMismatch",
@@ -106,7 +111,9 @@ class IllegalTransition(OutboxError):
 
 
 class _SendError(ClientError):
-    """Shared context of errors raised while sending one batch."""
+    """Shared context of errors raised while sending one batch, and its failure reason."""
+
+    default_reason = Reason.NETWORK_UNREACHABLE
 
     def __init__(
         self,
@@ -117,8 +124,10 @@ class _SendError(ClientError):
         device_id: str | None = None,
         status: int | None = None,
         code: str | None = None,
+        reason: Reason | None = None,
     ) -> None:
         super().__init__(message)
+        self.reason = reason if reason is not None else self.default_reason
         self.channel = channel
         self.batch_id = batch_id
         self.device_id = device_id
@@ -139,6 +148,8 @@ class LinkFailure(TransportError):
 class ServerBusy(TransportError):
     """The server answered 429 or 5xx; wait at least ``retry_after`` seconds if given."""
 
+    default_reason = Reason.SERVER_ERROR
+
     def __init__(self, message: str, *, retry_after: float | None = None, **context: Any) -> None:
         super().__init__(message, **context)
         self.retry_after = retry_after
@@ -147,13 +158,19 @@ class ServerBusy(TransportError):
 class SyncStopped(_SendError):
     """The server refused in a way retrying cannot fix; entries stay, the reason surfaces."""
 
+    default_reason = Reason.SERVER_ERROR
+
 
 class AuthRejected(SyncStopped):
     """401/403: the device is not (or no longer) allowed to sync; ``code`` says why."""
 
+    default_reason = Reason.UNAUTHORISED
+
 
 class UpgradeRequired(SyncStopped):
     """426: the server does not speak this protocol or schema version; upgrade the app."""
+
+    default_reason = Reason.UPGRADE_REQUIRED
 
 
 class BatchRefused(SyncStopped):
