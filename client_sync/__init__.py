@@ -1,7 +1,7 @@
 """The device side of fieldsync: encrypted outbox, sync loop, channels, retry policy.
 
-Errors live in ``client_sync.errors``, the ``fieldsync`` command line in
-``client_sync.cli``.
+Errors live in ``client_sync.errors``, TLS options and key pins in ``client_sync.tls``,
+the ``fieldsync`` command line in ``client_sync.cli``.
 """
 
 from ._batches import OutgoingBatch

@@ -20,7 +20,7 @@ default ports (the channel's URL lacks https: ``server_error``), and any other s
 407, a 403 or 404 HTML page) whose body is not a fieldsync JSON error. The server and
 its nginx front answer every error in that JSON shape and never redirect.
 
-TLS is always verified (``_tls``): against the system store, or ``ca_bundle``; with
+TLS is always verified (``client_sync.tls``): against the system store, or ``ca_bundle``; with
 ``pins``, the server's public key must be one of them.
 """
 
@@ -43,7 +43,6 @@ from protocol.reasons import Reason
 
 from ._batches import OutgoingBatch
 from ._failures import classify, of_answer
-from ._tls import client_context
 from .errors import (
     AuthRejected,
     BatchRefused,
@@ -51,6 +50,7 @@ from .errors import (
     ServerBusy,
     UpgradeRequired,
 )
+from .tls import client_context
 
 
 @runtime_checkable
@@ -227,12 +227,9 @@ def _portal(detail: str, status: int, context: dict[str, Any]) -> LinkFailure:
 def _redirect(response: httpx.Response, where: str, context: dict[str, Any]) -> LinkFailure:
     """A 3xx: a portal's, unless it is http -> https on the same host and port."""
     status = response.status_code
-    location = response.headers.get("location", "")[:2000]
-    try:
-        target = response.request.url.join(location)
-    except httpx.InvalidURL:
-        return _portal(f"{where} to an invalid location {location!r:.200}", status, context)
+    # httpx has parsed Location already (an unparsable one is a RemoteProtocolError).
     sent = response.request.url
+    target = sent.join(response.headers.get("location", ""))
     https_of_ours = (
         (sent.scheme, target.scheme) == ("http", "https")
         and target.host == sent.host

@@ -41,9 +41,10 @@ class SyncReport:
     """What one drain pass did: batches acked, entries in them by verdict, what is left.
 
     ``remaining`` entries are still pending; ``last_error`` says why (None: drained)
-    and ``reason`` is its failure code (``protocol.reasons.Reason``); ``failures`` counts failed sends in this pass; ``timed_out`` is True when the pass
-    ended at its time bound; ``held`` counts transactions set aside while the client
-    isolates one the server keeps failing on (docs/client.md).
+    and ``reason`` is its failure code (``protocol.reasons.Reason``); ``failures``
+    counts failed sends in this pass; ``timed_out`` is True when the pass ended at its
+    time bound; ``held`` counts transactions set aside while the client isolates one
+    the server keeps failing on (docs/client.md).
     """
 
     batches: int = 0

@@ -25,7 +25,7 @@ import httpx
 
 from protocol.reasons import Reason
 
-from ._tls import PinMismatch
+from .tls import PinMismatch
 
 #: X509_V_ERR_CERT_NOT_YET_VALID, X509_V_ERR_CERT_HAS_EXPIRED (OpenSSL's x509_vfy.h).
 EXPIRED_VERIFY_CODES = frozenset({9, 10})

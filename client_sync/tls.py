@@ -22,6 +22,8 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+__all__ = ["PinMismatch", "client_context", "spki_pin"]
+
 #: ``sha256/`` then the 44 base64 characters of 32 bytes; bounded before any decode.
 _PIN = re.compile(r"sha256/[A-Za-z0-9+/]{43}=", re.ASCII)
 
