@@ -72,8 +72,12 @@ def render_site(listen: str, upstream: str) -> str:
 
 
 @contextmanager
-def nginx(upstream: str) -> Iterator[Running]:
-    """nginx on a free port in front of ``upstream`` (host:port), until the block ends."""
+def nginx(upstream: str, tls: tuple[Path, Path] | None = None) -> Iterator[Running]:
+    """nginx on a free port in front of ``upstream`` (host:port), until the block ends.
+
+    With ``tls`` (certificate, key: PEM files) it serves https, as the README shows:
+    ``listen ... ssl`` and the two ``ssl_certificate`` lines.
+    """
     binary = nginx_binary()
     assert binary is not None, "nginx is not installed"
     # Not under pytest's tmp_path: run as root, nginx's workers are "nobody", and
@@ -81,7 +85,17 @@ def nginx(upstream: str) -> Iterator[Running]:
     prefix = Path(tempfile.mkdtemp(prefix="fs-nginx-"))
     prefix.chmod(0o755)
     port = free_port()
-    (prefix / "fieldsync.conf").write_text(render_site(f"{HOST}:{port}", upstream))
+    site = render_site(f"{HOST}:{port}", upstream)
+    if tls is not None:  # what the README says to add: "ssl", and the two lines
+        cert, key = shutil.copy(tls[0], prefix / "tls.crt"), shutil.copy(tls[1], prefix / "tls.key")
+        listen = f"    listen {HOST}:{port};\n"
+        assert listen in site
+        site = site.replace(
+            listen,
+            f"    listen {HOST}:{port} ssl;\n    ssl_certificate {cert};\n"
+            f"    ssl_certificate_key {key};\n",
+        )
+    (prefix / "fieldsync.conf").write_text(site)
     (prefix / "nginx.conf").write_text(MAIN_CONF.format(prefix=prefix))
     logs = (prefix / "stderr.log", prefix / "error.log")
     argv = [binary, "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-e", str(logs[1])]
@@ -97,19 +111,29 @@ def nginx(upstream: str) -> Iterator[Running]:
 
 
 @contextmanager
-def gunicorn(database_url: str, log: Path, workers: int = 2) -> Iterator[Running]:
-    """The README's production command (sync workers), bound to 127.0.0.1."""
+def gunicorn(
+    database_url: str, log: Path, workers: int = 2, tls: tuple[Path, Path] | None = None
+) -> Iterator[Running]:
+    """The README's production command (sync workers), bound to 127.0.0.1.
+
+    With ``tls`` (certificate, key) it serves https itself (``--certfile/--keyfile``).
+    """
     port = free_port()
     argv = [
         sys.executable, "-m", "gunicorn", "--workers", str(workers),
         "--bind", f"{HOST}:{port}", "--no-control-socket", "server_sync.wsgi:app",
     ]  # fmt: skip
+    if tls is not None:
+        argv += ["--certfile", str(tls[0]), "--keyfile", str(tls[1])]
     env = {**os.environ, "FIELDSYNC_DATABASE_URL": database_url}
     with log.open("wb") as out:
         proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
     try:
         with printed_on_failure(log):
-            wait_ready(f"http://{HOST}:{port}", timeout=60, proc=proc)
+            if tls is None:
+                wait_ready(f"http://{HOST}:{port}", timeout=60, proc=proc)
+            else:  # a request waits in the listen queue until a worker has booted
+                _wait_listening(port, proc, timeout=60)
             yield Running(port, (log,))
     finally:
         stop(proc)
@@ -131,10 +155,10 @@ def _wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 3
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"nginx exited with {proc.returncode} before it listened")
+            raise RuntimeError(f"{proc.args} exited with {proc.returncode} before it listened")
         try:
             socket.create_connection((HOST, port), timeout=1).close()
             return
         except OSError:
             time.sleep(0.05)
-    raise TimeoutError(f"nginx not listening on {port} after {timeout} s")
+    raise TimeoutError(f"{proc.args} not listening on {port} after {timeout} s")
