@@ -29,6 +29,7 @@ from __future__ import annotations
 import email.utils
 import json
 import math
+import ssl
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -93,8 +94,9 @@ class HttpChannel:
             raise ValueError("pass local_address, ca_bundle or pins, or a transport: not both")
         self.name = name
         self.metered = metered
-        verify = client_context(ca_bundle, pins)
+        verify: ssl.SSLContext | bool = True  # a given transport brings its own
         if transport is None:
+            verify = client_context(ca_bundle, pins)
             # Retries are the sync loop's business: the transport makes one attempt.
             transport = httpx.HTTPTransport(local_address=local_address, retries=0, verify=verify)
         self._client = httpx.Client(

@@ -233,7 +233,7 @@ def test_tls_options_and_a_transport_exclude_each_other(tmp_path: Path) -> None:
 def test_a_ca_bundle_that_is_not_one_is_refused_at_once(tmp_path: Path) -> None:
     not_pem = tmp_path / "not.pem"
     not_pem.write_text("hello")
-    for path in (tmp_path / "missing.pem", not_pem):
+    for path in (tmp_path / "missing.pem", not_pem, tmp_path, f"{tmp_path}/nul\x00.pem"):
         with pytest.raises(ValueError, match="not a readable PEM file of CAs"):
             client_context(ca_bundle=path)
 
