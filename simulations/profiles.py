@@ -14,7 +14,7 @@ from typing import Any
 
 from .proxy import Bandwidth, Latency, LimitData, Link, ResetPeer, Slicer, SlowClose, Timeout
 
-__all__ = ["PROFILES", "Segment", "heal", "segments"]
+__all__ = ["PROFILES", "Segment", "cut", "heal", "segments"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +145,26 @@ PROFILES: dict[str, tuple[str, Callable[[float, float, random.Random], list[Segm
 def segments(profile: str, start: float, end: float, rng: random.Random) -> list[Segment]:
     """The segments ``profile`` draws for [start, end)."""
     return PROFILES[profile][1](start, end, rng)
+
+
+def cut(segs: list[Segment], offline: tuple[tuple[float, float], ...]) -> list[Segment]:
+    """``segs`` with the ``offline`` intervals laid over them as ``offline`` segments."""
+    if not offline:
+        return segs
+    out: list[Segment] = []
+    for seg in segs:
+        assert seg.end is not None, "cut() works on a drawn timeline, before the heal"
+        t = seg.start
+        for start, end in offline:
+            if end <= t or start >= seg.end:
+                continue
+            if start > t:
+                out.append(Segment(t, start, seg.link))
+            out.append(Segment(max(t, start), min(end, seg.end), OFFLINE))
+            t = min(end, seg.end)
+        if t < seg.end:
+            out.append(Segment(t, seg.end, seg.link))
+    return out
 
 
 def heal(at: float) -> Segment:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .audit import offline_rows
 from .profiles import COLOURS
 from .scenario import EXPECT_KEYS, Scenario, Schedule
 
@@ -34,8 +35,13 @@ def build_report(
     server_events: list[dict[str, Any]],
     database: str,
     wall_seconds: float,
+    audited: dict[str, float | None] | None = None,
 ) -> dict[str, Any]:
-    """Aggregate per-device verdicts into the report dict (what report.json holds)."""
+    """Aggregate per-device verdicts into the report dict (what report.json holds).
+
+    ``audited`` is each device's offline time (real seconds) by the server's audit,
+    None where there is none yet; the report puts it next to the schedule's truth.
+    """
     rows = [_device_row(d, proxies[d["device"]], t0, heal_at) for d in devices]
     total = {
         key: sum(r[key] for r in rows)
@@ -50,7 +56,8 @@ def build_report(
             total[f"{channel}_{key}"] = sum(r["channels"][channel][key] for r in rows)
     total["cellular_seconds"] = round(sum(r["cellular_seconds"] for r in rows), 3)
     drain = max((r["drain_seconds"] for r in rows if r["drain_seconds"] is not None), default=None)
-    checks = _checks(scenario, total, drain)
+    offline = offline_rows(schedule, scenario.time_scale, audited or {})
+    checks = _checks(scenario, total, drain, offline)
     latency = _latency_by_group(devices)
     report: dict[str, Any] = {
         "scenario": scenario.name,
@@ -82,6 +89,7 @@ def build_report(
         "devices": rows,
         "server_events": server_events,
         "schedule": schedule.as_dict(),
+        "offline_audit": offline,
         "timelines": {d["device"]: _timeline(d, t0) for d in devices},
     }
     return report
@@ -181,7 +189,12 @@ def _pct(values: list[float], p: float) -> float | None:
     return round(values[rank], 1)
 
 
-def _checks(scenario: Scenario, total: dict[str, Any], drain: float | None) -> list[dict[str, Any]]:
+def _checks(
+    scenario: Scenario,
+    total: dict[str, Any],
+    drain: float | None,
+    offline: list[dict[str, Any]],
+) -> list[dict[str, Any]]:
     checks = [
         _check("nothing lost", total["lost"] == 0, f"lost = {total['lost']}"),
         _check(
@@ -208,6 +221,9 @@ def _checks(scenario: Scenario, total: dict[str, Any], drain: float | None) -> l
         "min_captive_answers": total["captive_answers"],
         "min_cellular_deliveries": total["cellular_deliveries"],
     }
+    errors = [row["error_pct"] for row in offline]
+    # Worst device; a device with no audit fails the bound (inf), never passes it.
+    seen["max_offline_error_pct"] = max((math.inf if e is None else e for e in errors), default=0)
     for key, bound in scenario.expect.items():
         value = seen[key]
         ok = value <= bound if key.startswith("max_") else value >= bound
@@ -286,6 +302,9 @@ def render_html(r: dict[str, Any]) -> str:
     parts.append(_totals_table(t))
     parts.append("<h2>Per device</h2>")
     parts.append(_device_table(r["devices"]))
+    if any(row["offline_truth_s"] or row["offline_audited_s"] for row in r["offline_audit"]):
+        parts.append("<h2>Offline time: the schedule's truth and the server's audit</h2>")
+        parts.append(_offline_table(r["offline_audit"], r["time_scale"]))
     if r["batch_latency_ms"]:
         parts.append("<h2>Batch latency (successful sends, ms)</h2><table>")
         parts.append("<tr><th>group</th><th>p50</th><th>p99</th><th>batches</th></tr>")
@@ -367,6 +386,30 @@ def _device_table(devices: list[dict[str, Any]]) -> str:
         cls = " class=bad" if bad else ""
         out.append(f"<tr{cls}>" + "".join(f"<td>{_e(x)}</td>" for x in cells) + "</tr>")
     out.append("</table>")
+    return "".join(out)
+
+
+def _offline_table(rows: list[dict[str, Any]], scale: float) -> str:
+    heads = [
+        "device", "truth (simulated s)", "truth (real s)", "audited (real s)",
+        "audited (simulated s)", "error %", "offline periods (simulated s)",
+    ]  # fmt: skip
+    out = ["<table><tr>" + "".join(f"<th>{h}</th>" for h in heads) + "</tr>"]
+    for row in rows:
+        audited = row["offline_audited_real_s"]
+        periods = ", ".join(f"{a:g}-{b:g}" for a, b in row["periods"]) or "none"
+        cells = [
+            row["device"], row["offline_truth_s"], row["offline_truth_real_s"],
+            "not audited" if audited is None else audited,
+            "" if audited is None else row["offline_audited_s"],
+            "" if row["error_pct"] is None else row["error_pct"], periods,
+        ]  # fmt: skip
+        out.append("<tr>" + "".join(f"<td>{_e(x)}</td>" for x in cells) + "</tr>")
+    out.append(
+        f"</table><p class=muted>Truth: no channel up, from the schedule; 1 simulated "
+        f"second = {scale:g} real seconds. Audited: the server's offline audit of the "
+        "device's journal.</p>"
+    )
     return "".join(out)
 
 

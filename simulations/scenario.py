@@ -6,6 +6,10 @@ and a time scale (real seconds per simulated second). ``build_schedule(scenario)
 expands it, with the scenario's seed, into exact link segments per device channel
 and exact crash times: the same seed always gives the same schedule. The ``[short]``
 table, merged over the file with ``short=True``, is the form CI runs.
+
+A device group may list ``offline = [[start, end], ...]``: simulated seconds in which
+both of its channels are cut (every connection reset), whatever their profiles say.
+That is the known offline schedule the offline audit is held to (simulations/audit.py).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .job import Workload
-from .profiles import PROFILES, Segment, heal, segments
+from .profiles import PROFILES, Segment, cut, heal, segments
 
 __all__ = [
     "Crash",
@@ -60,6 +64,8 @@ class DeviceGroup:
     cellular: tuple[Phase, ...]
     protocol_version: str | None = None
     upgrade_at: float | None = None
+    #: Simulated (start, end) intervals in which both channels are cut.
+    offline: tuple[tuple[float, float], ...] = ()
 
     @property
     def device_names(self) -> list[str]:
@@ -132,6 +138,7 @@ class DeviceSchedule:
     cellular: tuple[Segment, ...]
     crashes: tuple[tuple[float, float, int], ...]  # (at, restart_after, after_recorded)
     upgrade_at: float | None
+    offline: tuple[tuple[float, float], ...] = ()  # the scenario's cuts, both channels
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +164,7 @@ class Schedule:
                     "cellular": [s.as_list() for s in d.cellular],
                     "crashes": [list(c) for c in d.crashes],
                     "upgrade_at": d.upgrade_at,
+                    "offline": [list(i) for i in d.offline],
                 }
                 for d in self.devices
             ],
@@ -170,6 +178,9 @@ EXPECT_KEYS = {
     "min_upgrade_required": "at least this many 426 upgrade_required answers seen",
     "min_captive_answers": "at least this many requests answered by a captive portal",
     "min_cellular_deliveries": "at least this many batches delivered on cellular",
+    "max_offline_error_pct": (
+        "each device's audited offline time within this many percent of the ground truth"
+    ),
 }
 
 
@@ -216,10 +227,11 @@ def build_schedule(scenario: Scenario) -> Schedule:
                 DeviceSchedule(
                     name=name,
                     group=group.name,
-                    wifi=_channel(scenario, name, "wifi", group.wifi),
-                    cellular=_channel(scenario, name, "cellular", group.cellular),
+                    wifi=_channel(scenario, name, "wifi", group.wifi, group.offline),
+                    cellular=_channel(scenario, name, "cellular", group.cellular, group.offline),
                     crashes=tuple(sorted(crashes[name])),
                     upgrade_at=group.upgrade_at,
+                    offline=group.offline,
                 )
             )
     return Schedule(scenario.seed, scenario.duration, tuple(devices), scenario.server_restarts)
@@ -346,7 +358,9 @@ def _deep_update(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return base
 
 
-_GROUP = {"name", "count", "workload", "wifi", "cellular", "protocol_version", "upgrade_at"}
+_GROUP = {
+    "name", "count", "workload", "wifi", "cellular", "protocol_version", "upgrade_at", "offline",
+}  # fmt: skip
 _WORK = {"entries", "entries_per_minute", "entry_size", "reject_share", "tx_sizes"}
 
 
@@ -405,7 +419,31 @@ def _group(raw: Any, index: int, duration: float) -> DeviceGroup:
         cellular=_phases(raw, "cellular", where, duration),
         protocol_version=version,
         upgrade_at=upgrade_at,
+        offline=_offline(raw, where, duration),
     )
+
+
+def _offline(raw: dict[str, Any], where: str, duration: float) -> tuple[tuple[float, float], ...]:
+    """``offline = [[start, end], ...]``: increasing, apart, within [0, duration]."""
+    value = raw.get("offline", [])
+    if not isinstance(value, list) or len(value) > 10_000:
+        raise ScenarioError(f"{where} offline: a list of [start, end] intervals")
+    out: list[tuple[float, float]] = []
+    for item in value:
+        pair = isinstance(item, list) and len(item) == 2 and all(map(_is_number, item))
+        if not pair or not 0 <= item[0] < item[1] <= duration:  # NaN fails, inf is > duration
+            raise ScenarioError(
+                f"{where} offline: each interval is [start, end] simulated seconds with "
+                f"0 <= start < end <= duration ({duration:g}); got {item!r:.80}"
+            )
+        out.append((float(item[0]), float(item[1])))
+    if any(b[0] < a[1] for a, b in itertools.pairwise(out)):
+        raise ScenarioError(f"{where} offline: intervals must be in order and not overlap")
+    return tuple(out)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _phases(raw: dict[str, Any], channel: str, where: str, duration: float) -> tuple[Phase, ...]:
@@ -517,12 +555,17 @@ def _list(raw: dict[str, Any], key: str, where: str) -> list[Any]:
 
 
 def _channel(
-    scenario: Scenario, device: str, channel: str, phases: tuple[Phase, ...]
+    scenario: Scenario,
+    device: str,
+    channel: str,
+    phases: tuple[Phase, ...],
+    offline: tuple[tuple[float, float], ...],
 ) -> tuple[Segment, ...]:
     out: list[Segment] = []
     for index, phase in enumerate(phases):
         end = phases[index + 1].at if index + 1 < len(phases) else scenario.duration
         rng = random.Random(f"{scenario.seed}:{device}:{channel}:{index}")
         out.extend(segments(phase.profile, phase.at, end, rng))
+    out = cut(out, offline)  # after drawing: the cuts leave the seeded timeline as it was
     out.append(heal(scenario.duration))
     return tuple(out)

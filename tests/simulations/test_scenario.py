@@ -21,6 +21,7 @@ from tests._child import run_python
 BUILTIN = [
     "bulk-import",
     "captive-portal",
+    "offline-audit",
     "old-client",
     "promo-surge",
     "subway-day",

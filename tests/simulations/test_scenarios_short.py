@@ -94,6 +94,19 @@ def test_subway_day(tmp_path: Path) -> None:
     assert t["wifi_failures"] + t["cellular_failures"] > 0  # the network did misbehave
 
 
+def test_offline_audit_cuts_each_rep_on_its_schedule(tmp_path: Path) -> None:
+    report = run_short("offline-audit", tmp_path)
+    truth = {r["device"]: r["offline_truth_s"] for r in report["offline_audit"]}  # type: ignore[index]
+    assert truth == {"rep-a": 300.0, "rep-b": 520.0, "rep-c": 0.0, "rep-d": 300.0}
+    by_name = {d["device"]: d for d in report["devices"]}  # type: ignore[attr-defined]
+    failures = {n: d["channels"]["wifi"]["failures"] + d["channels"]["cellular"]["failures"]
+                for n, d in by_name.items()}  # fmt: skip
+    # Each cut rep found its links dead (rep-c is not asserted on: a loaded machine
+    # may time out one of its sends, and that is not what this test is about).
+    assert all(failures[n] > 0 for n in ("rep-a", "rep-b", "rep-d")), failures
+    assert "Offline time" in (tmp_path / "report.html").read_text()
+
+
 @pytest.mark.postgres
 def test_promo_surge_on_postgresql(tmp_path: Path, pg_url: str) -> None:
     # A schema of its own: the shared database may be at another revision.
