@@ -19,7 +19,7 @@ from .errors import (
     ServerError,
     UnsupportedVersion,
 )
-from .model import Ack, Batch, Entry, Kind, Result, Status
+from .model import Ack, Batch, Command, Entry, Kind, Report, Result, Status
 from .phone import normalize_cn_mobile
 from .registry import Collection, FieldSpec, Registry, crm_registry
 
@@ -29,6 +29,7 @@ __all__ = [
     "Batch",
     "ClientError",
     "Collection",
+    "Command",
     "Entry",
     "EntryInvalid",
     "FieldSpec",
@@ -36,6 +37,7 @@ __all__ = [
     "Kind",
     "ProtocolError",
     "Registry",
+    "Report",
     "Result",
     "ServerError",
     "Status",

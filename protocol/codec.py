@@ -25,7 +25,7 @@ from .constants import (
     PROTOCOL_MAJOR,
 )
 from .errors import ProtocolError, UnsupportedVersion
-from .model import Ack, Batch, Entry, Result
+from .model import Ack, Batch, Command, Entry, Report, Result
 
 #: Members an entry's digest covers: all but ``tx_count`` (see ``entry_digest``).
 _DIGEST_MEMBERS = tuple(f.name for f in dataclasses.fields(Entry) if f.name != "tx_count")
@@ -132,12 +132,17 @@ def entry_digest(entry: Entry) -> str:
 
 
 def assemble_batch(
-    protocol_version: str, batch_id: str, device_id: str, entries: Sequence[bytes]
+    protocol_version: str,
+    batch_id: str,
+    device_id: str,
+    entries: Sequence[bytes],
+    report: Report | None = None,
 ) -> bytes:
     """The canonical bytes of a batch made of already-encoded entries, never re-encoded.
 
     Byte for byte what ``encode_batch`` gives for the same batch (a test pins it): the
-    batch's members in sorted order, the entries' bytes joined by commas.
+    batch's members in sorted order, the entries' bytes joined by commas, then the
+    report (protocol 2.1), which sorts last, if there is one.
     """
     return b"".join(
         (
@@ -149,7 +154,7 @@ def assemble_batch(
             b",".join(entries),
             b'],"protocol_version":',
             canonical_json(protocol_version),
-            b"}",
+            b"}" if report is None else b',"report":' + encode_report(report) + b"}",
         )
     )
 
@@ -159,9 +164,26 @@ def batch_size(overhead: int, entry_sizes: Sequence[int]) -> int:
     return overhead + sum(entry_sizes) + max(len(entry_sizes) - 1, 0)
 
 
-def batch_overhead(protocol_version: str, batch_id: str, device_id: str) -> int:
+def batch_overhead(
+    protocol_version: str, batch_id: str, device_id: str, report: Report | None = None
+) -> int:
     """Bytes of a batch with no entries (ids of a given length take that many bytes)."""
-    return len(assemble_batch(protocol_version, batch_id, device_id, ()))
+    return len(assemble_batch(protocol_version, batch_id, device_id, (), report))
+
+
+def encode_report(report: Report) -> bytes:
+    """Canonical JSON bytes of a report, exactly as they stand inside a batch."""
+    return canonical_json(_plain(report))
+
+
+def encode_command(command: Command) -> bytes:
+    """Canonical JSON bytes of one command (the server stores them so)."""
+    return canonical_json(command)  # a Command has no None member: its wire form is itself
+
+
+def decode_command(data: bytes | str) -> Command:
+    """The command ``encode_command`` wrote (trusted: our own storage, not the wire)."""
+    return Command(**json.loads(data))
 
 
 def encode_result(result: Result) -> bytes:
@@ -318,13 +340,17 @@ def _refuse_constant(name: str) -> None:
 
 _SCALARS = frozenset((str, int, float, bool, type(None)))
 
+#: Optional list members left off the wire when empty, like ``None`` ones: an ack with
+#: no commands is byte for byte a 2.0 ack.
+_LEFT_OFF_EMPTY = frozenset(("commands",))
+
 #: Member names of each message class, in declaration order.
 _MEMBERS: dict[type, tuple[str, ...]] = {}
 
 
 def _plain(value: Any, keep_nones: bool = False) -> Any:
-    """Messages as plain dicts and lists, ``None`` members left out, an entry's
-    ``fields`` kept whole, nulls included.
+    """Messages as plain dicts and lists, ``None`` members (and empty ``commands``) left
+    out, an entry's ``fields`` kept whole, nulls included.
 
     The same result as ``dataclasses.asdict`` then pruning, without asdict's deep
     copies (they were most of the cost of encoding a batch).
@@ -339,6 +365,8 @@ def _plain(value: Any, keep_nones: bool = False) -> Any:
             member = getattr(value, name)
             if name == "fields":
                 out[name] = _plain(member, keep_nones=True)
+            elif name in _LEFT_OFF_EMPTY and not member:
+                continue
             elif member is not None or keep_nones:
                 out[name] = _plain(member, keep_nones)
         return out

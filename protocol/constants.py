@@ -6,8 +6,17 @@ from __future__ import annotations
 #: with ``upgrade_required`` (HTTP 426); MINOR changes only add optional things.
 #: 2.0 added the required entry member ``tx_count`` (a batch must carry each
 #: transaction whole); a 1.x client is told to upgrade rather than refused with 400.
-PROTOCOL_VERSION = "2.0"
+#: 2.1 added the batch's optional ``report`` and the ack's optional ``commands``; a
+#: 2.0 batch (no report) is byte for byte what it was.
+PROTOCOL_VERSION = "2.1"
 PROTOCOL_MAJOR = 2
+
+#: The versions this code writes and reads; any other 2.x is read as well (a minor
+#: only adds optional members, and a member this server does not know is refused).
+PROTOCOL_VERSIONS = ("2.0", "2.1")
+
+#: The first minor of PROTOCOL_MAJOR whose batches may carry a ``report``.
+REPORT_MINOR = 1
 
 #: Entries per batch: keeps one server transaction short (locks held < ~100 ms on
 #: SQLite) and one retry cheap on a weak link.
@@ -99,3 +108,26 @@ MAX_CLOCK_AHEAD_MS = 5 * 60 * 1000
 
 #: Highest millisecond time a message may carry (year 9999): bounds ``server_time_ms``.
 MAX_TIME_MS = 253_402_300_799_999
+
+# -- the device's report (protocol 2.1) -------------------------------------------------
+
+#: Journal events per batch: a report-only batch stays about as small as an entry batch,
+#: and the server stores them in the batch's transaction (one multi-row insert).
+MAX_JOURNAL_EVENTS_PER_BATCH = 500
+
+#: Parked entries a report lists: the data box's first page; the counts cover the rest.
+MAX_PARKED_PER_REPORT = 100
+
+#: Reasons a data box counts parked entries by: the failure taxonomy has ~17.
+MAX_REASONS_PER_REPORT = 64
+
+#: Command outcomes per report, and commands per ack: an admin's bulk action is
+#: delivered (and reported) a hundred at a time.
+MAX_OUTCOMES_PER_REPORT = 100
+MAX_COMMANDS_PER_ACK = 100
+
+#: Characters of a human message in a report (a parked entry's or an outcome's).
+MAX_MESSAGE_LENGTH = 1000
+
+#: Highest count, byte size or depth a report carries: a signed 64-bit column holds it.
+MAX_COUNT = 2**63 - 1

@@ -19,7 +19,7 @@ from flask import Blueprint, Response, jsonify
 from marshmallow import Schema, fields, validate
 
 # The decoding schemas themselves (not re-exported by protocol: only this reads them).
-from protocol._schemas import AckSchema, BatchSchema
+from protocol._schemas import EVENT_SCHEMAS, AckSchema, BatchSchema, EventField
 from protocol.constants import CONTENT_ENCODINGS, MAX_WIRE_BYTES, MEDIA_TYPE, PROTOCOL_VERSION
 
 #: Where the document is served.
@@ -84,13 +84,18 @@ def document() -> dict[str, Any]:
 
 @functools.cache
 def _document() -> dict[str, Any]:
+    marshmallow = MarshmallowPlugin()
     spec = APISpec(
         title="fieldsync sync server",
         version=PROTOCOL_VERSION,
         openapi_version="3.1.0",
-        plugins=[MarshmallowPlugin()],
+        plugins=[marshmallow],
         info={"description": "Devices upload batches of whole transactions; see docs/."},
     )
+    assert marshmallow.converter is not None  # set when the spec took the plugin
+    marshmallow.converter.add_attribute_function(_one_of_events)  # type: ignore[no-untyped-call]
+    for kind, event_schema in EVENT_SCHEMAS.items():
+        spec.components.schema(_event_component(kind), schema=event_schema)
     spec.components.security_scheme(
         DEVICE_TOKEN,
         {"type": "http", "scheme": "bearer", "description": "a device's enrolment token"},
@@ -106,6 +111,21 @@ def _document() -> dict[str, Any]:
     spec.path("/healthz", operations={"get": _get_healthz()})
     spec.path(OPENAPI_PATH, operations={"get": _get_openapi()})
     return cast(dict[str, Any], _object_sizes(spec.to_dict()))
+
+
+def _event_component(kind: str) -> str:
+    return f"{kind.capitalize()}Event"
+
+
+def _one_of_events(_converter: Any, field: Any, ret: Any, **_: Any) -> dict[str, Any]:
+    """A journal event is one of the kinds' schemas, told apart by ``kind``."""
+    if not isinstance(field, EventField):
+        return {}
+    refs = {kind: f"#/components/schemas/{_event_component(kind)}" for kind in EVENT_SCHEMAS}
+    return {
+        "oneOf": [{"$ref": ref} for ref in refs.values()],
+        "discriminator": {"propertyName": "kind", "mapping": refs},
+    }
 
 
 def _post_batches() -> dict[str, Any]:

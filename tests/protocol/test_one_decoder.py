@@ -89,10 +89,18 @@ def test_they_agree_on_mutated_batches(seed: int, n: int, times: int) -> None:
     assert ours == theirs
 
 
+@settings(max_examples=1000, derandomize=True)
+@given(st.integers(0, 2**32), st.integers(0, 2), st.integers(1, 6))
+def test_they_agree_on_mutated_report_batches(seed: int, n: int, times: int) -> None:
+    raw = MAKER.mutate(MAKER.report_batch(n), random.Random(seed), times)
+    ours, theirs = verdicts("batch", raw)
+    assert ours == theirs
+
+
 @settings(max_examples=800, derandomize=True)
 @given(st.integers(0, 2**32), st.integers(0, 3), st.integers(1, 6))
 def test_they_agree_on_mutated_acks(seed: int, n: int, times: int) -> None:
-    raw = MAKER.mutate(MAKER.ack(n), random.Random(seed), times)
+    raw = MAKER.mutate({**MAKER.ack(n), "commands": [MAKER.command(1)]}, random.Random(seed), times)
     ours, theirs = verdicts("ack", raw)
     assert ours == theirs
 

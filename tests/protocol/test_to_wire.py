@@ -8,19 +8,20 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from protocol import PROTOCOL_VERSION, Ack, Batch, Entry, Result, encode_batch, to_wire
+from protocol import PROTOCOL_VERSION, Ack, Batch, Command, Entry, Result, encode_batch, to_wire
 from protocol.codec import canonical_json
 
 
 def _reference(value: Any) -> Any:
-    """The former implementation: asdict, then drop None members outside ``fields``."""
+    """The former implementation: asdict, then drop None members outside ``fields``
+    (and an empty ``commands``: an ack without commands is a 2.0 ack)."""
 
     def prune(v: Any) -> Any:
         if isinstance(v, dict):
             return {
                 k: (x if k == "fields" else prune(x))
                 for k, x in v.items()
-                if x is not None or k == "fields"
+                if (x is not None or k == "fields") and not (k == "commands" and not x)
             }
         if isinstance(v, list | tuple):
             return [prune(x) for x in v]
@@ -67,10 +68,20 @@ def test_a_batch_is_what_asdict_made_it(entries: list[Entry]) -> None:
     assert encode_batch(batch) == canonical_json(_reference(batch))
 
 
-@given(st.lists(_results, max_size=4))
-def test_an_ack_is_what_asdict_made_it(results: list[Result]) -> None:
-    ack = Ack("b", tuple(results))
+_commands = st.builds(
+    Command,
+    command_id=st.text(max_size=3),
+    kind=st.sampled_from(["resubmit", "discard"]),
+    op_id=st.text(max_size=3),
+    reason=st.text(max_size=3),
+)
+
+
+@given(st.lists(_results, max_size=4), st.lists(_commands, max_size=2))
+def test_an_ack_is_what_asdict_made_it(results: list[Result], commands: list[Command]) -> None:
+    ack = Ack("b", tuple(results), 5, tuple(commands))
     assert to_wire(ack) == _reference(ack)
+    assert ("commands" in to_wire(ack)) == bool(commands)
 
 
 def test_to_wire_copies_fields() -> None:

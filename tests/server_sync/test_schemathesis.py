@@ -121,7 +121,44 @@ def _good_batches(device: Enrolment) -> list[tuple[dict[str, Any], str]]:
         }
 
     first = batch("b1", entry(1, "t1", 2), entry(2, "t1", 2), entry(3, "t2", 1, phone="12"))
-    return [(first, "identity"), (first, "gzip"), (batch("b2", entry(4, "t3", 1)), "gzip")]
+    report_only = {**batch("b3"), "report": _report()}
+    return [
+        (first, "identity"),
+        (first, "gzip"),
+        (batch("b2", entry(4, "t3", 1)), "gzip"),
+        (report_only, "identity"),
+    ]
+
+
+def _report() -> dict[str, Any]:
+    """A protocol 2.1 report: a link going down and up, an attempt, an empty data box."""
+    link = {"kind": "link", "channel": "wifi", "source": "os"}
+    return {
+        "sent_ms": 1_700_000_060_000,
+        "journal": [
+            {**link, "id": "e1", "at_ms": 1_700_000_000_000, "up": False},
+            {**link, "id": "e2", "at_ms": 1_700_000_030_000, "up": True},
+            {
+                "kind": "attempt",
+                "id": "e3",
+                "at_ms": 1_700_000_040_000,
+                "channel": "wifi",
+                "started_ms": 1_700_000_039_000,
+                "ended_ms": 1_700_000_040_000,
+                "entries": 1,
+                "bytes_sent": 900,
+                "bytes_received": 120,
+                "outcome": "ok",
+                "server_time_ms": 1_700_000_040_500,
+            },
+        ],
+        "databox": {
+            "counts": {"pending": 0, "in_flight": 0, "parked": 0},
+            "reasons": {},
+            "parked": [],
+        },
+        "outcomes": [],
+    }
 
 
 def _send_good(schema: Any, device: Enrolment, run: Run) -> None:
