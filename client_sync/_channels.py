@@ -15,13 +15,14 @@ HttpChannel speaks the server's HTTP contract:
 
 An answer our server never gives is a captive portal (or a proxy or firewall between
 the device and the server), LinkFailure ``captive_portal``: a 200 whose body is not an
-ack (a login page), any redirect (3xx) except one from http to https on the same host,
-default ports (the channel's URL lacks https: ``server_error``), and any other status (511,
-407, a 403 or 404 HTML page) whose body is not a fieldsync JSON error. The server and
-its nginx front answer every error in that JSON shape and never redirect.
+ack (a login page), any redirect (3xx) except one from http to https on the same
+host with default ports (the channel's URL lacks https: ``server_error``), and any
+other status (511, 407, a 403 or 404 HTML page) whose body is not a fieldsync JSON
+error. The server and its nginx front answer every error in that JSON shape and
+never redirect.
 
-TLS is always verified (``client_sync.tls``): against the system store, or ``ca_bundle``; with
-``pins``, the server's public key must be one of them.
+TLS is always verified (``client_sync.tls``): against the system store, or only the
+CAs of ``ca_bundle``; with ``pins``, the server's public key must be one of them.
 """
 
 from __future__ import annotations
