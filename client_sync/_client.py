@@ -28,7 +28,7 @@ from ._reads import OutboxEntry, Reads
 from ._recording import Tx
 from ._retry import Backoff, RetryPolicy
 from ._states import State, check
-from .errors import OutboxError, SyncStopped
+from .errors import OutboxError, SyncStopped, TransportError
 
 #: Default bound of one ``sync_now()`` call, in seconds of the client's monotonic clock.
 SYNC_NOW_TIMEOUT = 60.0
@@ -243,7 +243,8 @@ class SyncClient:
             channel=self._channels.current.name,
             failures=self._drainer.backoff_failures(),
             running=self._thread is not None and self._thread.is_alive(),
-            reason=classify(last) if last else None,
+            # A send's failure has a reason; another error (the disk) is not an attempt's.
+            reason=classify(last) if isinstance(last, TransportError | SyncStopped) else None,
         )
 
     # -- the offline data box -------------------------------------------------------

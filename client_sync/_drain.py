@@ -61,8 +61,9 @@ class SyncReport:
 
     @property
     def reason(self) -> Reason | None:
-        """The failure code of ``last_error`` (None when there was no failure)."""
-        return None if self.last_error is None else classify(self.last_error)
+        """The failure code of ``last_error`` (None when no send failed)."""
+        last = self.last_error
+        return classify(last) if isinstance(last, TransportError | SyncStopped) else None
 
     @property
     def why(self) -> str | None:
@@ -70,7 +71,8 @@ class SyncReport:
         if not self.remaining:
             return None
         last = self.last_error
-        cause = f"[{classify(last)}] {last}" if last else "no failure recorded"
+        tag = f"[{self.reason}] " if self.reason else ""
+        cause = f"{tag}{last}" if last else "no failure recorded"
         bound = "timed out; " if self.timed_out else ""
         return f"{self.remaining} pending after {self.failures} failed sends: {bound}{cause}"
 

@@ -256,3 +256,14 @@ def test_spki_pin_is_the_openssl_pipeline_in_the_readme(tmp_path: Path) -> None:
     pem = issued.cert.read_bytes()
     der = ssl.PEM_cert_to_DER_cert(pem.decode())
     assert spki_pin(pem) == spki_pin(der) == "sha256/" + out.stdout.strip()
+
+
+def test_a_report_gives_a_reason_only_for_a_failed_send() -> None:
+    from client_sync import SyncReport
+    from client_sync.errors import OutboxError
+
+    sent = SyncReport(remaining=2, failures=1, last_error=LinkFailure("x", reason=R.TIMEOUT))
+    assert sent.reason == R.TIMEOUT and sent.why is not None and "[timeout] x" in sent.why
+    disk = SyncReport(remaining=2, last_error=OutboxError("disk I/O error"))
+    assert disk.reason is None and disk.why is not None and "[" not in disk.why
+    assert SyncReport().reason is None
