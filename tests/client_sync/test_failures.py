@@ -19,12 +19,13 @@ import httpcore
 import httpx
 import pytest
 
-from client_sync import HttpChannel
+from client_sync import HttpChannel, SyncReport
 from client_sync._failures import classify, of_answer
 from client_sync.errors import (
     AuthRejected,
     BatchRefused,
     LinkFailure,
+    OutboxError,
     ServerBusy,
     UpgradeRequired,
 )
@@ -259,9 +260,6 @@ def test_spki_pin_is_the_openssl_pipeline_in_the_readme(tmp_path: Path) -> None:
 
 
 def test_a_report_gives_a_reason_only_for_a_failed_send() -> None:
-    from client_sync import SyncReport
-    from client_sync.errors import OutboxError
-
     sent = SyncReport(remaining=2, failures=1, last_error=LinkFailure("x", reason=R.TIMEOUT))
     assert sent.reason == R.TIMEOUT and sent.why is not None and "[timeout] x" in sent.why
     disk = SyncReport(remaining=2, last_error=OutboxError("disk I/O error"))
