@@ -27,10 +27,11 @@ Row = Any
 class OutgoingBatch:
     """A batch as it goes on the wire: its canonical bytes and what the client needs back.
 
-    ``op_ids`` are the entries in order (an ack answers them in that order); ``tx_ids``
-    the transactions in order, each once. ``body`` is the uncompressed canonical JSON;
-    ``gzipped`` the same bytes as they go on the wire (compressed when the batch is
-    taken, so a batch taken ahead is compressed while the one before it is sent).
+    ``op_ids`` are the entries in order (an ack answers them in that order), ``seqs``
+    their rows' seqs; ``tx_ids`` the transactions in order, each once. ``body`` is the
+    uncompressed canonical JSON; ``gzipped`` the same bytes as they go on the wire
+    (compressed when the batch is taken, so a batch taken ahead is compressed while
+    the one before it is sent).
     """
 
     batch_id: str
@@ -40,13 +41,18 @@ class OutgoingBatch:
     tx_ids: tuple[str, ...]
     body: bytes
     gzipped: bytes
+    seqs: tuple[int, ...] = ()
 
     def __len__(self) -> int:
         return len(self.op_ids)
 
+    def keys(self) -> list[tuple[int, str]]:
+        """(seq, op_id) of each entry, in order: how the outbox moves them."""
+        return list(zip(self.seqs, self.op_ids, strict=True))
+
 
 def assemble(protocol_version: str, device_id: str, rows: Sequence[Row]) -> OutgoingBatch:
-    """A new batch (fresh batch id) of ``rows`` (with ``op_id, tx_id, body``), in order."""
+    """A new batch (fresh batch id) of ``rows`` (``seq, op_id, tx_id, body``), in order."""
     batch_id = str(uuid7())
     body = assemble_batch(protocol_version, batch_id, device_id, [r.body for r in rows])
     return OutgoingBatch(
@@ -54,6 +60,7 @@ def assemble(protocol_version: str, device_id: str, rows: Sequence[Row]) -> Outg
         device_id=device_id,
         protocol_version=protocol_version,
         op_ids=tuple(r.op_id for r in rows),
+        seqs=tuple(r.seq for r in rows),
         tx_ids=tuple(dict.fromkeys(r.tx_id for r in rows)),
         body=body,
         gzipped=compress(body),

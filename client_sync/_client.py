@@ -25,7 +25,6 @@ from ._failures import classify
 from ._isolate import Isolation
 from ._outbox import Outbox
 from ._reads import OutboxEntry, Reads
-from ._recording import Tx
 from ._retry import Backoff, RetryPolicy
 from ._states import State, check
 from .errors import OutboxError, SyncStopped, TransportError
@@ -147,9 +146,10 @@ class SyncClient:
         """
         self._check_open()
         normalized, version = self._validate(collection, record_id, fields, kind)
-
-        def add(tx: Tx) -> str:
-            return self._outbox.recorder.append(
+        recorder = self._outbox.recorder
+        tx = recorder.current()
+        if tx is not None:
+            return recorder.append(
                 tx,
                 collection=collection,
                 record_id=record_id,
@@ -157,13 +157,15 @@ class SyncClient:
                 fields=normalized,
                 schema_version=version,
             )
-
-        tx = self._outbox.recorder.current()
-        if tx is not None:
-            return add(tx)
-        with self._outbox.recorder.transaction() as tx:
-            op_id = add(tx)
-        self._wake.set()
+        op_id = recorder.record_one(
+            collection=collection,
+            record_id=record_id,
+            kind=kind,
+            fields=normalized,
+            schema_version=version,
+        )
+        if not self._wake.is_set():  # set() takes the event's lock even when it is set
+            self._wake.set()
         return op_id
 
     @contextmanager
@@ -306,10 +308,10 @@ class SyncClient:
         if kind not in KINDS:
             raise EntryInvalid("unknown_kind", None, f"kind {kind!r} is not one of {KINDS}")
         check_record_id(record_id)
-        if not isinstance(fields, Mapping):
+        if type(fields) is not dict and not isinstance(fields, Mapping):
             raise EntryInvalid("wrong_type", None, "fields must be a mapping")
-        normalized = self._registry.validate(collection, kind, fields)
-        return normalized, self._registry.get(collection).schema_version
+        found = self._registry.get(collection)
+        return found.validate(kind, fields), found.schema_version
 
     def _loop(self, interval: float) -> None:
         while not self._halt.is_set():

@@ -57,7 +57,9 @@ class DataBox:
                     schema_version=schema_version if mine else old.schema_version,
                 )
                 new_id = new if mine else new_id
-                outbox.move(conn, [row.op_id], State.PARKED, State.RESUBMITTED, replaced_by=new)
+                outbox.move(
+                    conn, [(row.seq, row.op_id)], State.PARKED, State.RESUBMITTED, replaced_by=new
+                )
                 self._audit(conn, "resubmit", row, old, reason=reason, replaced_by=new)
             return new_id
 
@@ -68,7 +70,7 @@ class DataBox:
         outbox = self.outbox
         with outbox.store.write("discard") as conn:
             row = row_of(conn, op_id, outbox.path)
-            outbox.move(conn, [op_id], State.PARKED, State.DISCARDED)
+            outbox.move(conn, [(row.seq, op_id)], State.PARKED, State.DISCARDED)
             self._audit(conn, "discard", row, view(row), reason=reason)
 
     def _audit(

@@ -24,24 +24,34 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from protocol.codec import batch_overhead
+from protocol.constants import MAX_ENTRIES_PER_BATCH
 from protocol.model import Ack
 
 from ._batches import OutgoingBatch, Row, assemble, fit, group
 from ._config import OutboxConfig
+from ._ids import seq_of
 from ._recording import Recorder
 from ._states import State, check
 from ._store import Store
-from ._tables import entries_t
+from ._tables import entries_t, ids_from
 from .errors import IllegalTransition, UnknownEntry
 
 #: ``state`` behind SQLite's unary plus, which keeps the planner off the (state, seq)
-#: index: moving a batch must find its rows by op_id, not walk every row in a state
+#: index: moving a batch must find its rows by seq, not walk every row in a state
 #: (that made taking each batch of a 100 k outbox read all 100 k).
 _unindexed_state = sa.literal_column("+state", sa.String)
 
 _PENDING = entries_t.c.state == State.PENDING.value
 _HEADS = sa.select(entries_t.c.seq, entries_t.c.tx_id, entries_t.c.size).order_by(entries_t.c.seq)
-_ROWS = sa.select(entries_t.c.op_id, entries_t.c.tx_id, entries_t.c.size, entries_t.c.body)
+_ROWS = sa.select(
+    entries_t.c.seq, entries_t.c.op_id, entries_t.c.tx_id, entries_t.c.size, entries_t.c.body
+)
+#: A transaction's rows are consecutive seqs, at most this many from its first.
+_TX_SPAN = MAX_ENTRIES_PER_BATCH - 1
+
+
+#: An entry as moves name it: (seq, op_id).
+Key = tuple[int, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +117,11 @@ class Outbox:
             groups = group(heads)
             if len(heads) == window and len(groups) == 1:
                 # One transaction wider than the window: it goes alone, whole.
-                where = entries_t.c.tx_id == groups[0][0].tx_id
+                first = groups[0][0]
+                where = sa.and_(
+                    entries_t.c.seq.between(first.seq, first.seq + _TX_SPAN),
+                    entries_t.c.tx_id == first.tx_id,
+                )
             else:
                 if len(heads) == window:
                     groups = groups[:-1]  # the last group may be cut by the window
@@ -122,11 +136,7 @@ class Outbox:
         into in_flight as one batch; None if none of them is pending."""
         limit = self.config.max_metered_entries if metered else self.config.max_entries
         with self.store.write("take a batch") as conn:
-            rows = conn.execute(
-                _ROWS.add_columns(entries_t.c.seq)
-                .where(_PENDING, entries_t.c.tx_id.in_(list(tx_ids)))
-                .order_by(entries_t.c.seq)
-            ).all()
+            rows = _pending_rows_of(conn, tx_ids)
             if not rows:
                 return None
             chosen = {r.tx_id for r in self._fit(group(rows), limit)}
@@ -137,14 +147,14 @@ class Outbox:
     def release(self, batch: OutgoingBatch) -> None:
         """Put a batch that did not get an ack back to pending."""
         with self.store.write("release a batch") as conn:
-            self.move(conn, batch.op_ids, State.IN_FLIGHT, State.PENDING)
+            self.move(conn, batch.keys(), State.IN_FLIGHT, State.PENDING)
 
     def park(self, batch: OutgoingBatch, code: str, message: str) -> None:
         """Park an in-flight batch with the client's own verdict (the server never gave one)."""
         with self.store.write("park a batch") as conn:
             self.move(
                 conn,
-                batch.op_ids,
+                batch.keys(),
                 State.IN_FLIGHT,
                 State.PARKED,
                 status=None,
@@ -158,18 +168,18 @@ class Outbox:
         counts = {"applied": 0, "duplicate": 0, "conflict": 0, "parked": 0}
         # Entries with the same verdict move together: one statement per verdict, not
         # per entry (a batch is mostly "applied" with nothing else to say).
-        moves: dict[tuple[State, str, str | None, str | None, str | None], list[str]] = {}
-        for op_id, result in zip(batch.op_ids, ack.results, strict=True):
+        moves: dict[tuple[State, str, str | None, str | None, str | None], list[Key]] = {}
+        for key, result in zip(batch.keys(), ack.results, strict=True):
             outcome = result.outcome
             dst = State.PARKED if outcome.status == "rejected" else State.ACKED
             verdict = (dst, result.status, outcome.code, outcome.field, outcome.message)
-            moves.setdefault(verdict, []).append(op_id)
+            moves.setdefault(verdict, []).append(key)
             counts["parked" if dst is State.PARKED else result.status] += 1
         with self.store.write("apply an ack") as conn:
-            for (dst, status, code, field_, message), op_ids in moves.items():
+            for (dst, status, code, field_, message), keys in moves.items():
                 self.move(
                     conn,
-                    op_ids,
+                    keys,
                     State.IN_FLIGHT,
                     dst,
                     status=status,
@@ -182,45 +192,45 @@ class Outbox:
     def move(
         self,
         conn: Connection,
-        op_ids: Sequence[str],
+        keys: Sequence[Key],
         src: State,
         dst: State,
         **values: Any,
     ) -> None:
-        """Move every op_id from ``src`` to ``dst`` or raise (rolling back the transaction)."""
+        """Move every (seq, op_id) from ``src`` to ``dst`` or raise (rolling back the
+        transaction). Rows are found by seq (the primary key); op_ids name them in errors."""
         check(src, dst)
-        if not op_ids:
+        if not keys:
             return
+        seqs = [seq for seq, _ in keys]
         moved = conn.execute(
             entries_t.update()
-            .where(entries_t.c.op_id.in_(list(op_ids)), _unindexed_state == src.value)
+            .where(entries_t.c.seq.in_(seqs), _unindexed_state == src.value)
             .values(state=dst.value, updated_at=self.clock(), **values)
-            .returning(entries_t.c.op_id)
+            .returning(entries_t.c.seq)
         ).scalars()
-        left = set(op_ids).difference(moved)
+        left = set(seqs).difference(moved)
         if not left:
             return
         # Rows not moved are missing or in another state: say which (raising rolls
         # the whole transaction back, the rows moved above included).
         found = dict(
             conn.execute(
-                sa.select(entries_t.c.op_id, entries_t.c.state).where(
-                    entries_t.c.op_id.in_(list(left))
-                )
+                sa.select(entries_t.c.seq, entries_t.c.state).where(entries_t.c.seq.in_(left))
             ).all()
         )
-        for op_id in op_ids:
-            if op_id not in left:
+        for seq, op_id in keys:
+            if seq not in left:
                 continue
-            if op_id not in found:
+            if seq not in found:
                 raise UnknownEntry(op_id, path=self.path)
-            raise IllegalTransition(found[op_id], dst.value, op_id=op_id)
+            raise IllegalTransition(found[seq], dst.value, op_id=op_id)
 
     def _launch(self, conn: Connection, rows: Sequence[Row]) -> None:
         """Move ``rows`` to in_flight."""
         self.move(
             conn,
-            [r.op_id for r in rows],
+            [(r.seq, r.op_id) for r in rows],
             State.PENDING,
             State.IN_FLIGHT,
             attempts=entries_t.c.attempts + 1,
@@ -240,3 +250,25 @@ class Outbox:
             .where(entries_t.c.state == State.IN_FLIGHT.value)
             .values(state=State.PENDING.value, updated_at=self.clock())
         )
+
+
+def _pending_rows_of(conn: Connection, tx_ids: Sequence[str]) -> list[Row]:
+    """The pending rows of these transactions, by seq: each id carries its first seq
+    (_ids.py); transactions from before layout 4 are searched among the old rows."""
+    rows: list[Row] = []
+    old_end = ids_from(conn)
+    for tx_id in tx_ids:
+        first = seq_of(tx_id)
+        if first is not None and first >= old_end:
+            rows += conn.execute(
+                _ROWS.where(
+                    entries_t.c.seq.between(first, first + _TX_SPAN),
+                    entries_t.c.tx_id == tx_id,
+                    _PENDING,
+                )
+            ).all()
+    if old_end > 1:
+        rows += conn.execute(
+            _ROWS.where(_PENDING, entries_t.c.seq < old_end, entries_t.c.tx_id.in_(list(tx_ids)))
+        ).all()
+    return sorted(rows, key=lambda r: r.seq)

@@ -10,9 +10,10 @@ import sqlalchemy as sa
 
 from protocol.codec import decode_entry
 
+from ._ids import seq_of
 from ._states import State
 from ._store import Store
-from ._tables import audit_t, entries_t
+from ._tables import audit_t, entries_t, ids_from
 from .errors import UnknownEntry
 
 #: A result row (SQLAlchemy's Row generics differ between 2.0 and 2.1).
@@ -92,11 +93,21 @@ class Reads:
 
 
 def row_of(conn: Any, op_id: str, path: str) -> Row:
-    """The full row of ``op_id`` or UnknownEntry."""
-    row = conn.execute(sa.select(entries_t).where(entries_t.c.op_id == op_id)).first()
-    if row is None:
-        raise UnknownEntry(op_id, path=path)
-    return row
+    """The full row of ``op_id`` or UnknownEntry: by the seq the id carries (_ids.py),
+    else among the rows from before layout 4, whose ids carry none."""
+    seq = seq_of(op_id)
+    old_end = ids_from(conn)
+    if seq is not None and seq >= old_end:
+        row = conn.execute(sa.select(entries_t).where(entries_t.c.seq == seq)).first()
+        if row is not None and row.op_id == op_id:
+            return row
+    if old_end > 1:
+        row = conn.execute(
+            sa.select(entries_t).where(entries_t.c.seq < old_end, entries_t.c.op_id == op_id)
+        ).first()
+        if row is not None:
+            return row
+    raise UnknownEntry(op_id, path=path)
 
 
 def view(row: Row) -> OutboxEntry:

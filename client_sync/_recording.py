@@ -16,7 +16,9 @@ Each entry is encoded once, at ``append`` (``protocol.codec.encode_entry``), wit
 commit, when the count is known, the count's digits are put in place in those bytes
 (``_with_count``), and the rows go in with one ``executemany`` on the DBAPI connection
 (measured faster than SQLAlchemy Core here; docs/client.md). record() is durable only
-at that COMMIT (``synchronous=FULL``).
+at that COMMIT (``synchronous=FULL``). A lone record() (``record_one``) is encoded
+with its count of 1 and inserted by ``Store.write_one``. Every op_id carries its
+entry's seq and every tx_id its first entry's (_ids.py).
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.engine import Connection
-from uuid6 import uuid7
 
 from conflict import hlc as hlc_mod
 from protocol.codec import batch_overhead, decode_entry, encode_entry
@@ -37,11 +38,13 @@ from protocol.model import Entry, Kind
 
 from . import _tables as tables
 from ._config import OutboxConfig
+from ._ids import new_id
 from ._states import State
 from ._store import Store, meta_value, put_meta
 from .errors import OutboxError
 
 _PLACEHOLDER_ID = "00000000-0000-7000-8000-000000000000"
+_PENDING = State.PENDING.value
 
 
 @dataclass(slots=True)
@@ -92,7 +95,7 @@ class Recorder:
                     path=self._store.path,
                 )
             with self._open(sql) as (conn, dbapi):
-                tx = Tx(conn, dbapi, str(uuid7()), self.next_seq, self.last_hlc)
+                tx = Tx(conn, dbapi, new_id(self.next_seq), self.next_seq, self.last_hlc)
                 self._local.tx = tx
                 try:
                     yield tx
@@ -116,6 +119,48 @@ class Recorder:
         tx: Tx | None = getattr(self._local, "tx", None)
         return tx
 
+    def record_one(
+        self,
+        *,
+        collection: str,
+        record_id: str,
+        kind: Kind,
+        fields: Mapping[str, Any],
+        schema_version: int,
+    ) -> str:
+        """One already-validated change as its own transaction, durable on return; its op_id.
+
+        What ``transaction()`` + ``append`` do for one entry, without the Tx, the
+        count put in place at the commit, or a context manager (docs/client.md).
+        """
+        with self._store.lock:
+            if self.current() is not None:
+                raise OutboxError("record_one inside a transaction", path=self._store.path)
+            now = self._clock()
+            stamp = hlc_mod.tick(self.last_hlc, int(now * 1000))
+            seq = self.next_seq
+            op_id, tx_id = new_id(seq), new_id(seq)
+            body = encode_entry(
+                Entry(
+                    op_id=op_id,
+                    device_id=self.device_id,
+                    seq=seq,
+                    tx_id=tx_id,
+                    tx_count=1,
+                    hlc=str(stamp),
+                    collection=collection,
+                    record_id=record_id,
+                    kind=kind,
+                    fields=dict(fields),
+                    schema_version=schema_version,
+                )
+            )
+            self._check_size(len(body))
+            row = (seq, op_id, tx_id, _PENDING, len(body), body, 0, now, now)
+            self._store.write_one(tables.INSERT_SQL, row, "record")
+            self.next_seq, self.last_hlc = seq + 1, stamp
+        return op_id
+
     def append(
         self,
         tx: Tx,
@@ -128,7 +173,7 @@ class Recorder:
     ) -> str:
         """Add one already-validated change to ``tx``; return its op_id."""
         stamp = hlc_mod.tick(tx.last_hlc, int(self._clock() * 1000))
-        op_id = str(uuid7())
+        op_id = new_id(tx.next_seq)
         body = encode_entry(
             Entry(
                 op_id=op_id,
@@ -165,20 +210,23 @@ class Recorder:
             return
         exact = b'"tx_count":%d,' % len(tx.rows)
         now = self._clock()
-        pending = State.PENDING.value
         rows = []
         for seq, op_id, body in tx.rows:
             final = _with_count(body, self._widest, exact)
-            rows.append((seq, op_id, tx.tx_id, pending, len(final), final, 0, now, now))
+            rows.append((seq, op_id, tx.tx_id, _PENDING, len(final), final, 0, now, now))
         with self._store.guard("record"):
             tx.dbapi.executemany(tables.INSERT_SQL, rows)
 
-    def _check_fits(self, tx: Tx, size: int) -> None:
+    def _check_size(self, size: int) -> None:
         budget = self._config.max_batch_bytes - self._overhead
         if size + 1 > budget:
             raise EntryInvalid(
                 "entry_too_large", None, f"entry is {size} bytes encoded; at most {budget - 1}"
             )
+
+    def _check_fits(self, tx: Tx, size: int) -> None:
+        self._check_size(size)
+        budget = self._config.max_batch_bytes - self._overhead
         if tx.count + 1 > self._config.max_entries:
             raise EntryInvalid(
                 "transaction_too_large",

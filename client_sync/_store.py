@@ -44,10 +44,11 @@ holds no data, may be created or rebuilt), and never deleted.
 
 The driver's own transaction handling is off (``isolation_level=None``); every
 write transaction starts with ``BEGIN IMMEDIATE``, so a read-then-write happens
-under the write lock; reads get a plain BEGIN. The record path (``raw_write``)
-issues BEGIN IMMEDIATE and COMMIT on the DBAPI connection of the same engine
-itself: one record is one INSERT, and SQLAlchemy's transaction machinery cost more
-than the statement (docs/client.md has the measurement).
+under the write lock; reads get a plain BEGIN. The record path (``raw_write`` for
+a transaction, ``write_one`` for a lone record) issues BEGIN IMMEDIATE and COMMIT
+on the DBAPI connection of the same engine itself: one record is one INSERT, and
+SQLAlchemy's transaction machinery cost more than the statement (docs/client.md
+has the measurement).
 """
 
 from __future__ import annotations
@@ -153,6 +154,23 @@ class Store:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+
+    def write_one(self, sql: str, params: tuple[Any, ...], what: str) -> None:
+        """One statement as its own write transaction on the DBAPI connection (a lone
+        ``record()``: no context manager, no SQLAlchemy; docs/client.md)."""
+        conn = self._dbapi
+        with self.lock:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    conn.execute(sql, params)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+            except sqlcipher3.Error as exc:
+                raise translate(exc, self.path, what) from exc
 
     def get_meta(self, key: str) -> str | None:
         """A meta value, or None."""

@@ -1,6 +1,13 @@
 """The device store's tables, its layout version, and the upgrades from older layouts.
 
-Layout 3 (this release) keeps each entry's canonical bytes (``body``, exactly as they
+Layout 4 (this release) is layout 3 with one index on ``entries`` instead of three:
+``(state, seq)``. Ids carry the seq of their row (_ids.py), so rows are found by
+op_id or tx_id through the primary key and neither id has an index; each one was
+another encrypted page written by every commit (docs/performance.md). Rows from
+before the upgrade keep their random ids: meta ``IDS_FROM`` is the first seq whose
+ids carry it, and the older rows are searched by id among themselves.
+
+Layout 3 keeps each entry's canonical bytes (``body``, exactly as they
 stand inside a batch: ``protocol.codec.encode_entry``) as the one home of the entry;
 the other columns are what the queue selects and moves rows by, and the server's
 verdict. Layout 2 held the entry as columns (``fields`` as JSON text, ``hlc``,
@@ -21,7 +28,7 @@ from protocol.codec import encode_entry
 from protocol.model import Entry
 
 #: Layout version of the file (``pragma user_version``).
-LAYOUT = 3
+LAYOUT = 4
 
 #: Tables every outbox layout has; a keyed database without them is not an outbox.
 CORE_TABLES = frozenset({"entries", "meta"})
@@ -30,13 +37,17 @@ CORE_TABLES = frozenset({"entries", "meta"})
 #: show them (rows pruned, or the HLC pulled back by clock recovery); see _recording.py.
 FLOOR_KEY = "floor"
 
+#: meta key: the first seq whose op_id and tx_id carry their seq (_ids.py); rows
+#: before it came from layouts 1-3. Absent: every row's ids do (a layout-4 store).
+IDS_FROM = "ids_from"
+
 metadata = sa.MetaData()
 
 entries_t = sa.Table(
     "entries",
     metadata,
     sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
-    sa.Column("op_id", sa.String, nullable=False, unique=True),
+    sa.Column("op_id", sa.String, nullable=False),
     sa.Column("tx_id", sa.String, nullable=False),
     sa.Column("state", sa.String, nullable=False),
     #: len(body): what the entry adds to a batch, known without reading the body.
@@ -51,7 +62,6 @@ entries_t = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
     sa.Index("entries_state_seq", "state", "seq"),
-    sa.Index("entries_tx", "tx_id"),
 )
 
 meta_t = sa.Table(
@@ -83,6 +93,12 @@ INSERT_SQL = (
 _CHUNK = 1_000
 
 
+def ids_from(conn: Connection) -> int:
+    """The first seq whose ids carry it (1 unless the store came from layout 1-3)."""
+    value = conn.execute(sa.select(meta_t.c.value).where(meta_t.c.key == IDS_FROM)).scalar()
+    return int(value) if value is not None else 1
+
+
 def create(conn: Connection) -> None:
     """Create every table of the current layout."""
     metadata.create_all(conn)
@@ -90,11 +106,13 @@ def create(conn: Connection) -> None:
 
 
 def upgrade(conn: Connection, version: int) -> None:
-    """Bring a layout-1 or -2 file to the current layout, in the caller's transaction."""
+    """Bring a layout-1, -2 or -3 file to the current layout, in the caller's transaction."""
     if version == 1:
         _upgrade_to_2(conn)
     if version <= 2:
         _upgrade_to_3(conn)
+    if version <= 3:
+        _upgrade_to_4(conn)
 
 
 def _upgrade_to_2(conn: Connection) -> None:
@@ -116,7 +134,7 @@ def _upgrade_to_3(conn: Connection) -> None:
     conn.exec_driver_sql("ALTER TABLE entries RENAME TO entries_2")
     for index in ("entries_state_seq", "entries_tx"):
         conn.exec_driver_sql(f"DROP INDEX IF EXISTS {index}")
-    metadata.create_all(conn, tables=[entries_t])
+    metadata.create_all(conn, tables=[entries_t])  # layout 4's shape: _upgrade_to_4 keeps it
     after = 0
     last: Any = None
     while rows := conn.exec_driver_sql(
@@ -132,6 +150,32 @@ def _upgrade_to_3(conn: Connection) -> None:
     if next_seq is not None and last_hlc is not None and (next_seq, last_hlc) != derived:
         conn.execute(meta_t.insert().values(key=FLOOR_KEY, value=f"{next_seq} {last_hlc}"))
     conn.execute(meta_t.delete().where(meta_t.c.key.in_(["next_seq", "last_hlc"])))
+    conn.exec_driver_sql("pragma user_version = 3")
+
+
+def _upgrade_to_4(conn: Connection) -> None:
+    """Layout 3 -> 4: ``entries`` without the op_id and tx_id indexes; where the old ids end.
+
+    The unique op_id constraint is an index SQLite cannot drop, so a table that has
+    one is copied into the new shape (a table _upgrade_to_3 just made has none).
+    """
+    unique = conn.exec_driver_sql(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'entries'"
+        " AND name LIKE 'sqlite_autoindex_entries%'"
+    ).scalar_one()
+    conn.exec_driver_sql("DROP INDEX IF EXISTS entries_tx")
+    if unique:
+        conn.exec_driver_sql("ALTER TABLE entries RENAME TO entries_3")
+        conn.exec_driver_sql("DROP INDEX IF EXISTS entries_state_seq")
+        metadata.create_all(conn, tables=[entries_t])
+        old = {r.name for r in conn.exec_driver_sql("PRAGMA table_info(entries_3)")}
+        columns = ", ".join(c.name for c in entries_t.columns if c.name in old)
+        conn.exec_driver_sql(
+            f"INSERT INTO entries ({columns}) SELECT {columns} FROM entries_3 ORDER BY seq"
+        )
+        conn.exec_driver_sql("DROP TABLE entries_3")
+    last = conn.exec_driver_sql("SELECT max(seq) FROM entries").scalar()
+    conn.execute(meta_t.insert().values(key=IDS_FROM, value=str((last or 0) + 1)))
     conn.exec_driver_sql(f"pragma user_version = {LAYOUT}")
 
 

@@ -50,8 +50,8 @@ class Collection:
             if values:
                 raise EntryInvalid("fields_on_delete", None, "a delete carries no fields")
             return {}
-        unknown = sorted(set(values) - set(self.fields))
-        if unknown:
+        if not self.fields.keys() >= values.keys():
+            unknown = sorted(set(values) - set(self.fields))
             raise EntryInvalid("unknown_field", unknown[0], f"not a field of {self.name}")
         if kind == "patch" and not values:
             raise EntryInvalid("empty_patch", None, "a patch changes at least one field")

@@ -9,14 +9,17 @@ from typing import Any
 import sqlalchemy as sa
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from protocol import EntryInvalid, ProtocolError, UnsupportedVersion, crm_registry
 from protocol.constants import MAX_WIRE_BYTES
 
 from . import db
+from .admin import admin
 from .drain import drain_request_body
 from .errors import HttpError, Unavailable, first_line
 from .extension import EXTENSION, ServerState
+from .metrics import metrics
 from .openapi import openapi
 from .ratelimit import RateLimit
 from .views import sync
@@ -26,6 +29,9 @@ DATABASE_URL_ENV = "FIELDSYNC_DATABASE_URL"
 
 #: Load-shedding settings, each also read from the environment as FIELDSYNC_<key>.
 RATE_KEYS = ("RATE_LIMIT_DEVICE", "RATE_LIMIT_TOTAL", "RATE_LIMIT_WINDOW")
+
+#: Proxies in front whose X-Forwarded-For is believed (nginx: 1); also env FIELDSYNC_<key>.
+TRUSTED_PROXIES = "TRUSTED_PROXIES"
 
 #: Machine codes for the HTTP errors werkzeug raises itself.
 _HTTP_CODES = {
@@ -46,7 +52,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     ``MAX_CONTENT_LENGTH`` (default protocol.constants.MAX_WIRE_BYTES),
     ``RATE_LIMIT_DEVICE`` / ``RATE_LIMIT_TOTAL`` (batches per ``RATE_LIMIT_WINDOW``
     seconds, default 1; else env FIELDSYNC_RATE_LIMIT_DEVICE / _TOTAL / _WINDOW;
-    unset: no load shedding).
+    unset: no load shedding), ``TRUSTED_PROXIES`` (proxies in front whose
+    X-Forwarded-For is believed, default 0; else env FIELDSYNC_TRUSTED_PROXIES).
     """
     app = Flask("server_sync")
     app.config.update(
@@ -55,6 +62,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config.update({key: os.environ.get(f"FIELDSYNC_{key}") for key in RATE_KEYS})
     app.config.update(config or {})
     rate_limit = _rate_limit(app.config)
+    hops = _trusted_proxies(app.config)
     url = app.config["DATABASE_URL"] or os.environ.get(DATABASE_URL_ENV) or _default_url(app)
     app.config["DATABASE_URL"] = url
     engine = db.create_engine(url)
@@ -72,9 +80,21 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     )
     app.register_blueprint(sync)
     app.register_blueprint(openapi)
+    app.register_blueprint(admin)
+    app.register_blueprint(metrics)
     app.register_error_handler(Exception, render_error)
     app.wsgi_app = drain_request_body(app.wsgi_app)  # type: ignore[method-assign,assignment]
+    if hops:  # the admin log records the client's address, not nginx's
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops)  # type: ignore[method-assign]
     return app
+
+
+def _trusted_proxies(config: dict[str, Any]) -> int:
+    value = config.get(TRUSTED_PROXIES, os.environ.get(f"FIELDSYNC_{TRUSTED_PROXIES}"))
+    text = str(value if value is not None else "0").strip()
+    if not (text.isascii() and text.isdigit() and int(text) <= 10):
+        raise ValueError(f"{TRUSTED_PROXIES} must be a whole number 0-10, not {value!r}")
+    return int(text)
 
 
 def _rate_limit(config: dict[str, Any]) -> RateLimit:

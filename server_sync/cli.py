@@ -17,6 +17,7 @@ from protocol import FieldsyncError
 from protocol.constants import MAX_WIRE_BYTES
 
 from . import db
+from .admins import ROLES, Admin, add_admin, list_admins, revoke_admin
 from .app import DATABASE_URL_ENV, create_app
 from .auth import Device, add_device, list_devices, revoke_device
 from .errors import first_line
@@ -179,6 +180,54 @@ def devices_list(as_json: bool, database_url: str | None) -> None:
         click.echo(f"{d.device_id}  {d.created_at:%Y-%m-%d %H:%M}  {state:<24}  {d.name}")
 
 
+@main.group()
+def admins() -> None:
+    """Admin credentials (separate from device credentials)."""
+
+
+@admins.command("add")
+@click.argument("name")
+@click.option("--role", type=click.Choice(ROLES), required=True, help="viewer reads; admin acts.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_database_url
+def admins_add(name: str, role: str, as_json: bool, database_url: str | None) -> None:
+    """Create an admin credential and print its token (shown this once only)."""
+    with _app(database_url) as app, server_state(app).engine.begin() as conn:
+        admin, token = add_admin(conn, name, role)
+    if as_json:
+        click.echo(json.dumps({**_admin_json(admin), "token": token}))
+    else:
+        click.echo(f"admin_id: {admin.admin_id}\nrole:     {admin.role}\ntoken:    {token}")
+        click.echo("The token is not stored and cannot be shown again.", err=True)
+
+
+@admins.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_database_url
+def admins_list(as_json: bool, database_url: str | None) -> None:
+    """List admin credentials (never their tokens)."""
+    with _app(database_url) as app, server_state(app).engine.begin() as conn:
+        found = list_admins(conn)
+    if as_json:
+        click.echo(json.dumps([_admin_json(a) for a in found]))
+        return
+    for a in found:
+        state = f"revoked {a.revoked_at:%Y-%m-%d %H:%M}" if a.revoked_at else "active"
+        click.echo(
+            f"{a.admin_id}  {a.role:<6}  {a.created_at:%Y-%m-%d %H:%M}  {state:<24}  {a.name}"
+        )
+
+
+@admins.command("revoke")
+@click.argument("admin_id")
+@_database_url
+def admins_revoke(admin_id: str, database_url: str | None) -> None:
+    """Refuse an admin credential from now on."""
+    with _app(database_url) as app, server_state(app).engine.begin() as conn:
+        admin = revoke_admin(conn, admin_id)
+    click.echo(f"revoked {admin.admin_id} ({admin.name}, {admin.role})")
+
+
 @contextmanager
 def _app(
     database_url: str | None, *, auto_upgrade: bool | None = None, **extra: Any
@@ -207,6 +256,16 @@ def _message(exc: BaseException, database_url: str | None) -> str:
     if "no such table" in message or _MISSING_TABLE.search(message):
         message += " (run `fieldsync-server db upgrade` first)"
     return message
+
+
+def _admin_json(admin: Admin) -> dict[str, Any]:
+    return {
+        "admin_id": admin.admin_id,
+        "name": admin.name,
+        "role": admin.role,
+        "created_at": admin.created_at.isoformat(),
+        "revoked_at": admin.revoked_at.isoformat() if admin.revoked_at else None,
+    }
 
 
 def _device_json(device: Device) -> dict[str, Any]:

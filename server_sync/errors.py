@@ -2,11 +2,18 @@
 
     protocol.errors.ServerError
     └── HttpError                   500 internal            base: status, code, details
+        ├── InvalidRequest          400 invalid_request     an admin request's body or query
         ├── Unauthorized            401 unauthorized        no or unknown bearer token
+        │   └── AdminUnauthorized   401 admin_unauthorized  no token, or one no admin holds
         ├── Forbidden               403 forbidden
         │   ├── DeviceRevoked       403 device_revoked      the device was revoked
-        │   └── WrongDevice         403 wrong_device        a batch sent as another device
+        │   ├── WrongDevice         403 wrong_device        a batch sent as another device
+        │   ├── DeviceToken         403 device_token        a device's token on an admin endpoint
+        │   ├── AdminRevoked        403 admin_revoked       the admin credential was revoked
+        │   └── RoleRequired        403 role_required       a viewer asked for an admin's action
         ├── NotFound                404 not_found
+        │   └── UnknownDevice       404 unknown_device      no device with that id
+        ├── Conflict                409 command_conflict    another command on that entry is open
         ├── PayloadTooLarge         413 payload_too_large
         ├── UnsupportedMediaType    415 unsupported_media_type
         ├── RateLimited             429 rate_limited        over the load-shedding limit
@@ -38,11 +45,24 @@ class HttpError(ServerError):
         self.details = details or {}
 
 
+class InvalidRequest(HttpError):
+    """An admin request whose body or query string the server refuses (details: fields)."""
+
+    status = 400
+    code = "invalid_request"
+
+
 class Unauthorized(HttpError):
     """No bearer token, or one no device holds."""
 
     status = 401
     code = "unauthorized"
+
+
+class AdminUnauthorized(Unauthorized):
+    """An admin endpoint without a bearer token, or with one no admin holds."""
+
+    code = "admin_unauthorized"
 
 
 class Forbidden(HttpError):
@@ -64,11 +84,42 @@ class WrongDevice(Forbidden):
     code = "wrong_device"
 
 
+class DeviceToken(Forbidden):
+    """A device's token on an admin endpoint: device credentials never read admin data."""
+
+    code = "device_token"
+
+
+class AdminRevoked(Forbidden):
+    """The admin credential was revoked."""
+
+    code = "admin_revoked"
+
+
+class RoleRequired(Forbidden):
+    """The admin's role does not allow this (a viewer reads; only an admin acts)."""
+
+    code = "role_required"
+
+
 class NotFound(HttpError):
     """No such resource (a path, a device)."""
 
     status = 404
     code = "not_found"
+
+
+class UnknownDevice(NotFound):
+    """No enrolled device has that id."""
+
+    code = "unknown_device"
+
+
+class Conflict(HttpError):
+    """Another command for the same entry is still open (pending or delivered)."""
+
+    status = 409
+    code = "command_conflict"
 
 
 class PayloadTooLarge(HttpError):

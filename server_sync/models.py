@@ -83,3 +83,88 @@ rate_windows = sa.Table(
     sa.Column("window", sa.BigInteger(), primary_key=True),
     sa.Column("count", sa.Integer(), nullable=False),
 )
+
+# --- admin credentials, the admin request log, the fleet data box, device commands ----
+
+admins = sa.Table(
+    "admins",
+    metadata,
+    sa.Column("id", _id, primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", _when, nullable=False),
+    sa.Column("revoked_at", _when, nullable=True),
+)
+
+admin_log = sa.Table(
+    "admin_log",
+    metadata,
+    sa.Column("id", _pk_int, primary_key=True, autoincrement=True),
+    sa.Column("at", _when, nullable=False),
+    # Who: null when the request carried no token an admin holds.
+    sa.Column("admin_id", _id, nullable=True),
+    sa.Column("remote_addr", sa.String(64), nullable=False),
+    sa.Column("method", sa.String(16), nullable=False),
+    sa.Column("path", sa.String(512), nullable=False),
+    sa.Column("status", sa.Integer(), nullable=False),
+    # The error code of a refused request (e.g. device_token), null on success.
+    sa.Column("code", sa.String(64), nullable=True),
+)
+
+device_databox = sa.Table(
+    "device_databox",
+    metadata,
+    sa.Column("device_id", _id, sa.ForeignKey("devices.id"), primary_key=True),
+    sa.Column("op_id", _id, primary_key=True),
+    sa.Column("collection", _name, nullable=False),
+    sa.Column("record_id", _name, nullable=False),
+    sa.Column("code", sa.String(64), nullable=False),
+    sa.Column("message", sa.String(1000), nullable=False),
+    # Seconds the entry had been parked when the device reported it (a duration on the
+    # device's own clock, so its clock's offset does not matter).
+    sa.Column("age_s", sa.BigInteger(), nullable=False),
+    sa.Column("reported_at", _when, nullable=False),
+    # reported_at - age_s: the server's estimate of when it was parked (the sort key).
+    sa.Column("parked_at", _when, nullable=False, index=True),
+)
+
+device_databox_state = sa.Table(
+    "device_databox_state",
+    metadata,
+    sa.Column("device_id", _id, sa.ForeignKey("devices.id"), primary_key=True),
+    # The device clock's sent_ms of the report the snapshot came from: an older report
+    # (a replayed batch) never replaces a newer one.
+    sa.Column("sent_ms", sa.BigInteger(), nullable=False),
+    sa.Column("reported_at", _when, nullable=False),
+    sa.Column("pending", sa.BigInteger(), nullable=False),
+    sa.Column("in_flight", sa.BigInteger(), nullable=False),
+    sa.Column("parked", sa.BigInteger(), nullable=False),
+)
+
+device_databox_reasons = sa.Table(
+    "device_databox_reasons",
+    metadata,
+    sa.Column("device_id", _id, sa.ForeignKey("devices.id"), primary_key=True),
+    sa.Column("reason", sa.String(64), primary_key=True),
+    sa.Column("parked", sa.BigInteger(), nullable=False),
+)
+
+device_commands = sa.Table(
+    "device_commands",
+    metadata,
+    sa.Column("id", _id, primary_key=True),
+    sa.Column("device_id", _id, sa.ForeignKey("devices.id"), nullable=False, index=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("op_id", _id, nullable=False),
+    sa.Column("reason", sa.String(64), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False, index=True),
+    sa.Column("created_by", _id, sa.ForeignKey("admins.id"), nullable=False),
+    sa.Column("created_at", _when, nullable=False),
+    sa.Column("delivered_at", _when, nullable=True),
+    sa.Column("deliveries", sa.Integer(), nullable=False),
+    sa.Column("outcome_at", _when, nullable=True),
+    sa.Column("outcome_code", sa.String(64), nullable=True),
+    sa.Column("outcome_message", sa.String(1000), nullable=True),
+    sa.Column("new_op_id", _id, nullable=True),
+)

@@ -22,6 +22,8 @@ from marshmallow import Schema, fields, validate
 from protocol._schemas import EVENT_SCHEMAS, AckSchema, BatchSchema, EventField
 from protocol.constants import CONTENT_ENCODINGS, MAX_WIRE_BYTES, MEDIA_TYPE, PROTOCOL_VERSION
 
+from .admin_openapi import add_admin_paths
+
 #: Where the document is served.
 OPENAPI_PATH = "/v1/openapi.json"
 
@@ -110,6 +112,7 @@ def _document() -> dict[str, Any]:
     spec.path("/v1/batches", operations={"post": _post_batches()})
     spec.path("/healthz", operations={"get": _get_healthz()})
     spec.path(OPENAPI_PATH, operations={"get": _get_openapi()})
+    add_admin_paths(spec, _error)
     return cast(dict[str, Any], _object_sizes(spec.to_dict()))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -12,8 +13,10 @@ from protocol import ProtocolError, compress, decode_batch, decompress, encode_a
 from protocol.constants import CONTENT_ENCODINGS, MAX_WIRE_BYTES, MEDIA_TYPE
 
 from .auth import authenticate
+from .delivery import deliver
 from .errors import PayloadTooLarge, Unavailable, UnsupportedMediaType, first_line
 from .extension import server_state
+from .metrics import observe_ack
 from .ratelimit import admit
 from .service import apply_batch
 
@@ -34,8 +37,11 @@ def post_batch() -> Response:
     _require_media_type()
     body = decompress(_read_body(), _content_encoding())
     batch = decode_batch(body)
+    started = time.perf_counter()
     with state.engine.begin() as conn:
         ack = apply_batch(conn, device_id, batch, state.registry)
+        ack = deliver(conn, device_id, batch, ack, datetime.now(UTC))
+    observe_ack(ack, time.perf_counter() - started)
     return _ack_response(encode_ack(ack))
 
 

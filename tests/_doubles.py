@@ -62,6 +62,7 @@ def outgoing(
         device_id=device_id,
         protocol_version=version,
         op_ids=tuple(e.op_id for e in entries),
+        seqs=tuple(e.seq for e in entries),
         tx_ids=tuple(dict.fromkeys(e.tx_id for e in entries)),
         body=(
             body := assemble_batch(version, batch_id, device_id, [encode_entry(e) for e in entries])

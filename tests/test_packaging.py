@@ -24,7 +24,16 @@ ROOT = Path(__file__).resolve().parents[1]
 SOURCES = ("protocol", "conflict", "client_sync", "server_sync", "simulations")
 
 #: Packages only the server needs: none may come with the client extra.
-SERVER_ONLY = ("flask", "werkzeug", "gunicorn", "waitress", "alembic", "apispec", "psycopg")
+SERVER_ONLY = (
+    "flask",
+    "werkzeug",
+    "gunicorn",
+    "waitress",
+    "alembic",
+    "apispec",
+    "psycopg",
+    "prometheus_client",
+)
 
 #: The client's own imports, and the protocol's schemas (marshmallow is a client package).
 CLIENT = ("client_sync", "protocol", "protocol._schemas", "conflict", "sqlcipher3", "msgspec")

@@ -13,6 +13,7 @@ import pytest
 import sqlcipher3
 
 from client_sync import OutboxConfig, State, SyncClient
+from client_sync._tables import LAYOUT
 from client_sync.errors import IllegalTransition, OutboxError, UnknownEntry, WrongKey
 from protocol.errors import EntryInvalid
 from tests._child import run_python
@@ -95,7 +96,7 @@ def test_durability_pragmas_are_in_force(db_path: Path) -> None:
     try:
         conn.execute(f"pragma key = \"x'{KEY.hex()}'\"")
         assert conn.execute("pragma journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("pragma user_version").fetchone()[0] == 3
+        assert conn.execute("pragma user_version").fetchone()[0] == LAYOUT
     finally:
         conn.close()
 
@@ -211,6 +212,27 @@ def test_seq_is_gap_free_across_rolled_back_transactions_and_reopen(db_path: Pat
         rows = client.entries()
     assert [e.seq for e in rows] == [1, 2, 3]
     assert [e.record_id for e in rows] == ["c1", "c5", "c6"]
+
+
+def test_a_lone_record_the_store_refuses_writes_nothing_and_uses_no_seq(db_path: Path) -> None:
+    """record() outside a transaction (Recorder.record_one): a failed INSERT rolls back,
+    raises OutboxError, and the next record still gets the next seq and a fresh id."""
+    with open_client(db_path) as client:
+        client.record("customers", "c1", customer(1))
+        dbapi = client._outbox.store._dbapi
+        dbapi.execute(
+            "CREATE TEMP TRIGGER refuse BEFORE INSERT ON main.entries"
+            " WHEN NEW.seq = 2 BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
+        )
+        with pytest.raises(OutboxError, match="disk says no"):
+            client.record("customers", "c2", customer(2))
+        assert not dbapi.in_transaction
+        dbapi.execute("DROP TRIGGER refuse")
+        op_id = client.record("customers", "c3", customer(3))
+        rows = client.entries()
+        assert client.stats()["pending"] == 2
+    assert [(e.seq, e.record_id) for e in rows] == [(1, "c1"), (2, "c3")]
+    assert rows[1].op_id == op_id
 
 
 def test_transaction_groups_records_under_one_tx_id(db_path: Path) -> None:

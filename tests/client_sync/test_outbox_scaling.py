@@ -23,10 +23,11 @@ def _plans(client: SyncClient, statements: list[tuple[str, Any]]) -> list[tuple[
     return found
 
 
-def test_moving_a_batch_finds_its_rows_by_op_id_not_by_walking_a_state(tmp_path: Path) -> None:
+def test_moving_a_batch_finds_its_rows_by_seq_not_by_walking_a_state(tmp_path: Path) -> None:
     # Regression: "UPDATE … WHERE op_id IN (…) AND state = ?" was planned on the
     # (state, seq) index, so taking each batch read every pending entry: draining
-    # a 100 k outbox was quadratic.
+    # a 100 k outbox was quadratic. Rows are moved by seq (the primary key) since
+    # layout 4.
     server = RealServer(tmp_path / "server.db")
     device = server.enrol()
     client = SyncClient(
@@ -56,4 +57,4 @@ def test_moving_a_batch_finds_its_rows_by_op_id_not_by_walking_a_state(tmp_path:
         server.close()
     assert plans, "no UPDATE was seen"
     for sql, detail in plans:
-        assert "(op_id=?)" in detail, f"{sql!r} is planned as {detail!r}"
+        assert "INTEGER PRIMARY KEY (rowid=?)" in detail, f"{sql!r} is planned as {detail!r}"

@@ -141,7 +141,7 @@ def test_a_move_with_one_bad_row_moves_none(db_path: Path) -> None:
         outbox = client._outbox
         batch = outbox.take_batch(metered=False)
         assert batch is not None and batch.op_ids == tuple(ops)
-        wrong = dataclasses.replace(batch, op_ids=(*ops, "no-such-op"))
+        wrong = dataclasses.replace(batch, op_ids=(*ops, "no-such-op"), seqs=(*batch.seqs, 99))
         with pytest.raises(UnknownEntry):
             outbox.release(wrong)
         outbox.release(batch)  # both were still in flight: the failed move was rolled back

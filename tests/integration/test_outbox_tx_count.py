@@ -11,6 +11,7 @@ import pytest
 import sqlcipher3
 
 from client_sync import OutboxConfig, OutgoingBatch
+from client_sync._tables import LAYOUT
 from protocol import EntryInvalid
 from protocol.codec import canonical_json, encode_entry
 from simulations.rep import app_registry
@@ -193,7 +194,7 @@ def test_a_layout_1_outbox_opens_upgrades_and_syncs(setup: Setup) -> None:
 
     conn = raw(path)
     try:
-        assert conn.execute("pragma user_version").fetchone()[0] == 3
+        assert conn.execute("pragma user_version").fetchone()[0] == LAYOUT
     finally:
         conn.close()
     assert [after[r["op_id"]][0] for r in old] == [1, 2, 2, 1]

@@ -177,12 +177,13 @@ def test_any_wire_value_keeps_its_bytes_through_the_decoder(value: object) -> No
     assert data == _definition(to_wire(decode_batch(data)))
 
 
-@pytest.mark.parametrize("value", [1.5, 1e16, 1e-7, 1e21, -0.0, 2**64, 10**19 + 0.5])
+@pytest.mark.parametrize("value", [1.5, 1e16, 1e-7, 1e21, -0.0, 2**64, -(2**63) - 1, 10**19 + 0.5])
 def test_values_the_fast_encoder_writes_differently_go_to_json(value: object) -> None:
     for holder in (value, [value], {"k": {"j": [value]}}, (value,)):
         assert canonical_json(holder) == _definition(holder)
-    entry = Entry(**{**_members(ENTRY), "fields": {"v": [value]}})
-    assert encode_entry(entry) == _definition(_members(entry))
+    for fields in ({"v": [value]}, {"v": value, "w": "x"}):  # nested, and flat
+        entry = Entry(**{**_members(ENTRY), "fields": fields})
+        assert encode_entry(entry) == _definition(_members(entry))
 
 
 def _definition(value: object) -> bytes:

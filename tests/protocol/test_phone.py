@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+
+import phonenumbers
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
@@ -146,3 +149,58 @@ def test_full_width_digits_do_not_take_the_fast_path() -> None:
     assert normalize_phone("１３９１２３４５６７８") == "13912345678"
     with pytest.raises(EntryInvalid):
         normalize_phone("٣٩١٢٣٤٥٦٧٨٩")
+
+
+def _answer(value: str) -> str:
+    try:
+        return normalize_phone(value, "phone")
+    except EntryInvalid as exc:
+        return f"refused: {exc.message}"
+
+
+def _full_parse(value: str) -> str:
+    """libphonenumber's answer: a leading "tel: " keeps every fast path away."""
+    return _answer(f"tel: {value}")
+
+
+def test_the_mobile_fast_path_agrees_with_libphonenumber_on_every_prefix() -> None:
+    """Every five-digit prefix 13000-19999 (and every six-digit one where CN's mobile
+    pattern looks that deep: 1610x, 1740x), stored and in a typed writing."""
+    rng = random.Random(8)
+    writings = ("+86 {} {} {}", "{}-{}-{}", "+86{}{}{}", "{} {} {}", "+86-{}-{}-{}")
+    prefixes = [f"{p}{rng.randrange(10)}" for p in range(13_000, 20_000)]
+    prefixes += [f"{p}{d}" for p in ("1610", "1740") for d in range(100)]
+    for i, prefix in enumerate(prefixes):
+        number = prefix + "".join(rng.choices("0123456789", k=11 - len(prefix)))
+        assert _answer(number) == _full_parse(number), number
+        typed = writings[i % len(writings)].format(number[:3], number[3:7], number[7:])
+        assert _answer(typed) == _full_parse(typed), typed
+
+
+@given(
+    st.text("0123456789", min_size=11, max_size=11),
+    st.sampled_from(["", "+86", "+86 ", "+86-", "86", "+8", "+86  "]),
+    st.lists(st.sampled_from(["", " ", "-", "  ", "--", "\t"]), min_size=2, max_size=2),
+    st.sampled_from(["", " ", "-"]),
+)
+def test_writings_near_the_fast_path_answer_as_the_parser_does(
+    digits: str, prefix: str, seps: list[str], tail: str
+) -> None:
+    written = f"{prefix}{digits[:3]}{seps[0]}{digits[3:7]}{seps[1]}{digits[7:]}{tail}"
+    assert _answer(written) == _full_parse(written)
+
+
+@pytest.mark.parametrize(
+    "written", ["13912345678", "+86 139 1234 5678", "139-1234-5678", "+8613912345678"]
+)
+def test_common_mobile_writings_skip_libphonenumber(
+    written: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fast path is taken (what makes record() and the server's checks cheap)."""
+
+    def forbidden(*_: object) -> None:
+        raise AssertionError("libphonenumber was asked")
+
+    monkeypatch.setattr(phonenumbers, "parse", forbidden)
+    monkeypatch.setattr(phonenumbers, "number_type", forbidden)
+    assert normalize_phone(written, "phone") == "13912345678"

@@ -22,7 +22,7 @@ from werkzeug.test import TestResponse
 
 from conflict import Hlc
 from protocol import PROTOCOL_VERSION, Ack, Batch, Entry, compress, decode_ack, encode_batch
-from server_sync import add_device, create_app, create_engine
+from server_sync import add_device, create_app, create_engine, upgrade
 from server_sync.db import alembic_config
 from server_sync.extension import server_state
 from simulations.procs import scratch_schema, wait_ready
@@ -225,3 +225,17 @@ def _wait_healthy(server: ServerProcess, timeout: float = 20.0) -> None:
 
 
 PYTHON = sys.executable
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def any_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.Engine]:
+    """A migrated database of each kind: a SQLite file, and a PostgreSQL scratch schema."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'any.db'}"
+    else:
+        url = request.getfixturevalue("pg_schema_url")
+    engine = create_engine(url)
+    if request.param == "sqlite":
+        upgrade(engine)
+    yield engine
+    engine.dispose()

@@ -18,7 +18,19 @@ from server_sync.db import alembic_config, current_revision, head_revision
 from server_sync.extension import server_state
 from server_sync.models import metadata
 
-TABLES = {"alembic_version", "devices", "ops", "records", "rate_windows"}
+TABLES = {
+    "alembic_version",
+    "devices",
+    "ops",
+    "records",
+    "rate_windows",
+    "admins",
+    "admin_log",
+    "device_databox",
+    "device_databox_state",
+    "device_databox_reasons",
+    "device_commands",
+}
 
 
 def _check_matches_models(engine: sa.Engine) -> None:
@@ -26,14 +38,14 @@ def _check_matches_models(engine: sa.Engine) -> None:
     with engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
         assert compare_metadata(context, metadata) == []
-    assert current_revision(engine) == head_revision() == "0004"
+    assert current_revision(engine) == head_revision() == "0006"
 
 
 def test_the_script_location_is_inside_the_installed_package() -> None:
     location = Path(alembic_config().get_main_option("script_location") or "")
     assert location == Path(server_sync.__file__).parent / "migrations"
     revisions = [r.revision for r in ScriptDirectory.from_config(alembic_config()).walk_revisions()]
-    assert revisions == ["0004", "0003", "0002", "0001"]
+    assert revisions == ["0006", "0004", "0003", "0002", "0001"]
 
 
 def test_upgrade_on_sqlite_matches_the_models_and_downgrades(tmp_path: Path) -> None:

@@ -106,7 +106,7 @@ def _merges_with_carried_clocks(url: str) -> None:
 def _there_and_back(engine: sa.Engine) -> None:
     _populate(engine)
     before = _field_rows(engine)
-    upgrade(engine)
+    upgrade(engine, "0004")
     _carried_over(engine)
     migrate(engine, "0003", down=True)
     assert _field_rows(engine) == before
